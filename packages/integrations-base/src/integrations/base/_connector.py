@@ -1,0 +1,209 @@
+"""The connector contract: the protocol platform code types against, and the base class authors use.
+
+A connector talks to one external system through six operations: `auth(context)`,
+`connect(config)`, `fetch(query)`, `push(payload)`, `sync(state)` and `revoke(token)`. The
+three data operations are optional; a connector declares which ones it offers in
+`capabilities`, and the others raise `NotSupported`.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, NoReturn, Protocol, TypeVar, runtime_checkable
+
+from ._exceptions import ContractError, NotSupported
+from ._models import (
+    AuthContext,
+    AuthToken,
+    Connection,
+    ConnectorConfig,
+    FetchQuery,
+    FetchResult,
+    PushPayload,
+    PushResult,
+    RevokeResult,
+    SyncResult,
+    SyncState,
+)
+
+__all__ = [
+    "LIFECYCLE_METHODS",
+    "OPERATION_METHODS",
+    "BaseConnector",
+    "Capability",
+    "Connector",
+    "check_connector_class",
+    "contract_problems",
+]
+
+ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
+ConfigT_contra = TypeVar("ConfigT_contra", bound=ConnectorConfig, contravariant=True)
+
+
+class Capability(StrEnum):
+    """A data operation a connector may offer."""
+
+    FETCH = "fetch"
+    PUSH = "push"
+    SYNC = "sync"
+
+
+LIFECYCLE_METHODS: tuple[str, ...] = ("auth", "connect", "revoke")
+"""Methods every connector implements."""
+
+OPERATION_METHODS: tuple[str, ...] = tuple(capability.value for capability in Capability)
+"""Methods a connector implements when it declares the matching capability."""
+
+
+@runtime_checkable
+class Connector(Protocol[ConfigT_contra]):
+    """What platform code may rely on from any connector, whatever system it talks to."""
+
+    capabilities: ClassVar[frozenset[Capability]]
+    config_model: ClassVar[type[ConnectorConfig]]
+
+    def auth(self, context: AuthContext) -> AuthToken:
+        """Authenticate for the tenant and actor in `context`; return the token to use."""
+        ...
+
+    def connect(self, config: ConfigT_contra) -> Connection:
+        """Open the connection described by `config`."""
+        ...
+
+    def fetch(self, query: FetchQuery) -> FetchResult:
+        """Return one page of records matching `query`."""
+        ...
+
+    def push(self, payload: PushPayload) -> PushResult:
+        """Write the records of `payload`; report accepted and rejected records."""
+        ...
+
+    def sync(self, state: SyncState) -> SyncResult:
+        """Return every change since `state`, with the state to resume from."""
+        ...
+
+    def revoke(self, token: AuthToken) -> RevokeResult:
+        """Revoke `token` and release the connection."""
+        ...
+
+
+class BaseConnector(abc.ABC, Generic[ConfigT]):
+    """Base class for connector authors.
+
+    Subclasses set `capabilities` and `config_model`, implement `auth`, `connect` and
+    `revoke`, and implement the data operations they declare. Undeclared operations raise
+    `NotSupported` without reaching the external system.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    config_model: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+
+    @abc.abstractmethod
+    def auth(self, context: AuthContext) -> AuthToken:
+        """Authenticate for the tenant and actor in `context`; return the token to use."""
+
+    @abc.abstractmethod
+    def connect(self, config: ConfigT) -> Connection:
+        """Open the connection described by `config`."""
+
+    def fetch(self, query: FetchQuery) -> FetchResult:
+        """Return one page of records matching `query`."""
+        self._not_supported(Capability.FETCH)
+
+    def push(self, payload: PushPayload) -> PushResult:
+        """Write the records of `payload`; report accepted and rejected records."""
+        self._not_supported(Capability.PUSH)
+
+    def sync(self, state: SyncState) -> SyncResult:
+        """Return every change since `state`, with the state to resume from."""
+        self._not_supported(Capability.SYNC)
+
+    @abc.abstractmethod
+    def revoke(self, token: AuthToken) -> RevokeResult:
+        """Revoke `token` and release the connection."""
+
+    def _not_supported(self, capability: Capability) -> NoReturn:
+        raise NotSupported(f"{type(self).__name__} does not support {capability.value}")
+
+
+_DEFAULT_OPERATION_OWNERS: list[type[Any]] = [BaseConnector]
+"""Base classes whose operation methods only raise `NotSupported` (the async base joins)."""
+
+
+def _signature_problem(cls: type[Any], method_name: str, *, coroutine: bool) -> str | None:
+    """Why `cls.method_name` does not fit the contract, or None when it does."""
+    method = inspect.getattr_static(cls, method_name, None)
+    if method is None:
+        return f"missing method {method_name}()"
+    if isinstance(method, (staticmethod, classmethod)) or not callable(method):
+        return f"{method_name} is not a plain method"
+    if coroutine != inspect.iscoroutinefunction(method):
+        kind = "an async" if coroutine else "a plain (non-async)"
+        return f"{method_name}() must be {kind} method"
+    try:
+        parameters = list(inspect.signature(method).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return f"{method_name}() has no inspectable signature"
+    positional = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required_extra = [
+        p for p in parameters[1:] if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if not positional or required_extra:
+        return f"{method_name}() must take exactly one argument besides self"
+    return None
+
+
+def contract_problems(cls: type[Any], *, coroutine: bool = False) -> list[str]:
+    """Every way `cls` fails the connector contract (an empty list when it fits).
+
+    The check looks at method names and signatures and at the declared capabilities, the
+    way pluggy validates a hook implementation when it is registered rather than called.
+    """
+    if not isinstance(cls, type):
+        return [f"{cls!r} is not a class"]
+    problems: list[str] = []
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        problems.append(f"abstract methods not implemented: {missing}")
+    capabilities = getattr(cls, "capabilities", None)
+    if not isinstance(capabilities, frozenset) or not all(
+        isinstance(c, Capability) for c in capabilities
+    ):
+        problems.append("capabilities must be a frozenset of Capability")
+        capabilities = frozenset()
+    config_model = getattr(cls, "config_model", None)
+    if not (isinstance(config_model, type) and issubclass(config_model, ConnectorConfig)):
+        problems.append("config_model must be a ConnectorConfig subclass")
+    required = LIFECYCLE_METHODS + tuple(c.value for c in sorted(capabilities))
+    for name in required:
+        problem = _signature_problem(cls, name, coroutine=coroutine)
+        if problem:
+            problems.append(problem)
+    problems.extend(
+        f"declares {capability.value} but does not implement {capability.value}()"
+        for capability in sorted(capabilities)
+        if _inherits_default(cls, capability.value)
+    )
+    return problems
+
+
+def _inherits_default(cls: type[Any], method_name: str) -> bool:
+    """Whether `cls` still has the base class's `NotSupported` body for `method_name`."""
+    defaults = [
+        inspect.getattr_static(base, method_name)
+        for base in _DEFAULT_OPERATION_OWNERS
+        if issubclass(cls, base)
+    ]
+    return inspect.getattr_static(cls, method_name, None) in defaults
+
+
+def check_connector_class(cls: type[Any], *, coroutine: bool = False) -> None:
+    """Raise `ContractError` listing every problem when `cls` does not fit the contract."""
+    problems = contract_problems(cls, coroutine=coroutine)
+    if problems:
+        name = getattr(cls, "__qualname__", repr(cls))
+        raise ContractError(f"{name} does not implement the connector contract: " + "; ".join(problems))
