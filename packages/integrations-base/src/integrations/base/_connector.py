@@ -146,18 +146,18 @@ def _signature_problem(cls: type[Any], method_name: str, *, coroutine: bool) -> 
         parameters = list(inspect.signature(method).parameters.values())[1:]
     except (TypeError, ValueError):
         return f"{method_name}() has no inspectable signature"
-    positional = [
-        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required_extra = [
-        p for p in parameters[1:] if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        p
+        for p in parameters[1:]
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     if not positional or required_extra:
         return f"{method_name}() must take exactly one argument besides self"
     return None
 
 
-def contract_problems(cls: type[Any], *, coroutine: bool = False) -> list[str]:
+def contract_problems(cls: object, *, coroutine: bool = False) -> list[str]:
     """Every way `cls` fails the connector contract (an empty list when it fits).
 
     The check looks at method names and signatures and at the declared capabilities, the
@@ -201,9 +201,11 @@ def _inherits_default(cls: type[Any], method_name: str) -> bool:
     return inspect.getattr_static(cls, method_name, None) in defaults
 
 
-def check_connector_class(cls: type[Any], *, coroutine: bool = False) -> None:
+def check_connector_class(cls: object, *, coroutine: bool = False) -> None:
     """Raise `ContractError` listing every problem when `cls` does not fit the contract."""
     problems = contract_problems(cls, coroutine=coroutine)
     if problems:
         name = getattr(cls, "__qualname__", repr(cls))
-        raise ContractError(f"{name} does not implement the connector contract: " + "; ".join(problems))
+        raise ContractError(
+            f"{name} does not implement the connector contract: " + "; ".join(problems)
+        )

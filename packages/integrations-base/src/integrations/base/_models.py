@@ -217,4 +217,3 @@ class RevokeResult(_Model):
 
     revoked: bool
     detail: str = ""
-

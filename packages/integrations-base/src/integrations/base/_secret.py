@@ -60,9 +60,7 @@ class Secret:
         from_str = core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
         return core_schema.json_or_python_schema(
             json_schema=from_str,
-            python_schema=core_schema.union_schema(
-                [core_schema.is_instance_schema(cls), from_str]
-            ),
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_str]),
             serialization=core_schema.plain_serializer_function_ser_schema(
                 lambda _secret: MASK, when_used="always"
             ),

@@ -1,0 +1,168 @@
+"""Finding manifests and module files without importing anything.
+
+Discovery must stay cheap and must never execute connector code: entry points are scanned
+once per process, a distribution's manifest is located through its metadata (or, for
+editable installs, by walking `sys.path`), and module files are located the same way so that
+ownership can be checked before an import.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+__all__ = [
+    "ENTRY_POINT_GROUPS",
+    "MANIFEST_GROUP",
+    "ManifestSource",
+    "clear_entry_point_cache",
+    "distribution_manifests",
+    "distribution_owns",
+    "entry_points_by_group",
+    "find_module_file",
+]
+
+MANIFEST_GROUP = "integrations.manifests"
+AUDIT_SINK_GROUP = "integrations.audit_sinks"
+SECRET_PROVIDER_GROUP = "integrations.secret_providers"
+ENTRY_POINT_GROUPS = (MANIFEST_GROUP, AUDIT_SINK_GROUP, SECRET_PROVIDER_GROUP)
+
+_scan_lock = threading.Lock()
+_scan: Mapping[str, tuple[metadata.EntryPoint, ...]] | None = None
+
+
+def entry_points_by_group() -> Mapping[str, tuple[metadata.EntryPoint, ...]]:
+    """Every entry point of the framework's groups, from one scan per process."""
+    global _scan
+    with _scan_lock:
+        if _scan is None:
+            found = metadata.entry_points()
+            _scan = {group: tuple(found.select(group=group)) for group in ENTRY_POINT_GROUPS}
+        return _scan
+
+
+def clear_entry_point_cache() -> None:
+    """Forget the scan, so that the next discovery sees distributions installed since."""
+    global _scan
+    with _scan_lock:
+        _scan = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestSource:
+    """A manifest announced by a distribution's entry point."""
+
+    label: str
+    package: str
+    distribution: metadata.Distribution | None
+    path: Path | None
+    problem: str | None
+
+
+def distribution_manifests(filename: str) -> list[ManifestSource]:
+    """Locate the manifest of every distribution in the `integrations.manifests` group."""
+    sources = [
+        _locate(entry_point, filename) for entry_point in entry_points_by_group()[MANIFEST_GROUP]
+    ]
+    return sorted(sources, key=lambda source: source.label)
+
+
+def _locate(entry_point: metadata.EntryPoint, filename: str) -> ManifestSource:
+    package = entry_point.value.strip()
+    distribution = getattr(entry_point, "dist", None)
+    if ":" in package or not package:
+        problem = f"entry point {entry_point.name!r} must name a package, not {package!r}"
+        return ManifestSource(entry_point.name, package, distribution, None, problem)
+    relative = Path(*package.split("."), filename)
+    if distribution is not None:
+        candidate = Path(str(distribution.locate_file(relative)))
+        if candidate.is_file():
+            return ManifestSource(entry_point.name, package, distribution, candidate, None)
+    package_dir = find_package_dir(package)
+    if package_dir is not None and (package_dir / filename).is_file():
+        return ManifestSource(entry_point.name, package, distribution, package_dir / filename, None)
+    problem = f"package {package!r} has no {filename}"
+    return ManifestSource(entry_point.name, package, distribution, None, problem)
+
+
+def _search_path() -> list[Path]:
+    return [Path(entry or os.curdir) for entry in sys.path if isinstance(entry, str)]
+
+
+def find_package_dir(package: str) -> Path | None:
+    """The first directory on `sys.path` holding `package`, found without importing it."""
+    relative = Path(*package.split("."))
+    for root in _search_path():
+        candidate = root / relative
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def find_module_file(module: str) -> Path | None:
+    """The file that `import module` would load, found without importing it.
+
+    Follows the path-based finder's order for source modules and packages; modules served
+    by custom import hooks are not found, and their entries are refused rather than imported.
+    """
+    if module in sys.modules:
+        loaded = getattr(sys.modules[module], "__file__", None)
+        if loaded:
+            return Path(loaded).resolve()
+    relative = Path(*module.split("."))
+    for root in _search_path():
+        for candidate in (
+            root / relative / "__init__.py",
+            root.joinpath(relative).with_suffix(".py"),
+        ):
+            if candidate.is_file():
+                return candidate.resolve()
+    return None
+
+
+_ownership_lock = threading.Lock()
+_ownership: dict[str, tuple[frozenset[Path], tuple[Path, ...]]] = {}
+
+
+def _installed_paths(
+    distribution: metadata.Distribution,
+) -> tuple[frozenset[Path], tuple[Path, ...]]:
+    """The files a distribution installs, and the source roots its `.pth` files add."""
+    key = str(distribution.locate_file(""))
+    key += f"::{distribution.metadata['Name']}"
+    with _ownership_lock:
+        if key in _ownership:
+            return _ownership[key]
+    files: set[Path] = set()
+    roots: list[Path] = []
+    for item in distribution.files or ():
+        location = Path(str(distribution.locate_file(item))).resolve()
+        files.add(location)
+        if item.suffix == ".pth" and location.is_file():
+            roots.extend(_pth_roots(location))
+    result = (frozenset(files), tuple(roots))
+    with _ownership_lock:
+        _ownership[key] = result
+    return result
+
+
+def _pth_roots(pth: Path) -> list[Path]:
+    lines = pth.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [
+        Path(line.strip()).resolve()
+        for line in lines
+        if line.strip() and not line.startswith(("#", "import ", "import\t"))
+    ]
+
+
+def distribution_owns(distribution: metadata.Distribution, module_file: Path) -> bool:
+    """Whether `module_file` was installed by `distribution` (as a file or an editable root)."""
+    files, roots = _installed_paths(distribution)
+    if module_file in files:
+        return True
+    return any(module_file.is_relative_to(root) for root in roots)

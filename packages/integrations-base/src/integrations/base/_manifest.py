@@ -1,0 +1,277 @@
+"""The manifest format: one pydantic schema, parsed with per-entry isolation.
+
+A manifest is a JSON document listing connectors by name, module and class, with optional
+metadata. The minimal document is ``{"connectors": [{"name": ..., "module": ..., "class":
+...}]}``. Validation happens entry by entry, so one bad entry never hides its siblings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ._connector import Capability
+from ._exceptions import ManifestError
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
+__all__ = [
+    "DEFAULT_CONTRACT_RANGE",
+    "MANIFEST_FILENAME",
+    "SCHEMA_VERSION",
+    "AuditSpec",
+    "AuthSpec",
+    "CapabilitySpec",
+    "ConnectorEntry",
+    "EntryProblem",
+    "ManifestDocument",
+    "ParsedManifest",
+    "contract_specifier",
+    "manifest_json_schema",
+    "parse_manifest",
+]
+
+MANIFEST_FILENAME = "manifest.json"
+SCHEMA_VERSION = 1
+DEFAULT_CONTRACT_RANGE = ">=1,<2"
+"""Contract versions assumed when an entry declares none: every 1.x release."""
+
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,127}$"
+_MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+_CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class CapabilitySpec(_Spec):
+    """One data operation a connector offers, with the flags governance needs."""
+
+    action: Capability = Field(description="The operation: fetch, push or sync.")
+    idempotent: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("idempotent", "idempotency"),
+        description="Repeating the operation has no further effect, so it may be retried.",
+    )
+    quorum: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("quorum", "quorum_policy"),
+        description="Approvers the caller's context must carry; 0 means no quorum.",
+    )
+    schema_ref: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("schema_ref", "schema"),
+        description="Reference to the JSON Schema of the operation's records.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short_form(cls, value: Any) -> Any:
+        """Accept the short form ``"fetch"`` and the legacy ``{"min_approvers": N}`` quorum."""
+        if isinstance(value, str):
+            return {"action": value}
+        if isinstance(value, dict) and isinstance(value.get("quorum_policy"), dict):
+            value = {**value, "quorum_policy": value["quorum_policy"].get("min_approvers", 0)}
+        return value
+
+
+class AuthSpec(_Spec):
+    """How the connector authenticates against its system."""
+
+    type: str = Field(default="none", description="Kind of credential, e.g. api_key, oauth2.")
+    scopes: tuple[str, ...] = Field(default=(), description="Scopes the connector asks for.")
+
+
+class AuditSpec(_Spec):
+    """Audit requirements: when required, an operation that cannot be audited does not run."""
+
+    required: bool = Field(default=False, description="Fail closed when audit is unavailable.")
+    events: tuple[str, ...] = Field(default=(), description="Event kinds the connector emits.")
+
+
+class SigningSpec(_Spec):
+    """Whether payloads must be signed, and by which publisher key."""
+
+    required: bool = False
+    publisher_key_id: str | None = None
+
+
+class ConnectorEntry(_Spec):
+    """One connector declared by a manifest."""
+
+    name: str = Field(pattern=_NAME_PATTERN, description="Registry name, e.g. memory.sqlite.")
+    module: str = Field(pattern=_MODULE_PATTERN, description="Module that defines the class.")
+    class_name: str = Field(
+        alias="class", pattern=_CLASS_PATTERN, description="Connector class in `module`."
+    )
+    description: str = Field(default="", description="One line for listings.")
+    version: str | None = Field(default=None, description="Version of the connector itself.")
+    capabilities: tuple[CapabilitySpec, ...] = Field(
+        default=(),
+        description="Operations offered; empty means: take them from the class when loaded.",
+    )
+    contract: str = Field(
+        default=DEFAULT_CONTRACT_RANGE,
+        description="Contract versions supported, as a version specifier (PEP 440).",
+    )
+    tags: tuple[str, ...] = Field(default=(), description="Free-form labels for filtering.")
+    config_schema: str | None = Field(
+        default=None, description="Reference to the JSON Schema of the config model."
+    )
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    audit: AuditSpec = Field(default_factory=AuditSpec)
+    signing: SigningSpec = Field(default_factory=SigningSpec)
+    override: bool = Field(
+        default=False,
+        description="Application manifests only: replace a connector of the same name.",
+    )
+
+    @field_validator("contract")
+    @classmethod
+    def _valid_specifier(cls, value: str) -> str:
+        contract_specifier(value)
+        return value
+
+    @field_validator("capabilities")
+    @classmethod
+    def _unique_actions(cls, value: tuple[CapabilitySpec, ...]) -> tuple[CapabilitySpec, ...]:
+        actions = [spec.action for spec in value]
+        if len(set(actions)) != len(actions):
+            raise ValueError("each action may be listed once")
+        return value
+
+    @property
+    def declared_capabilities(self) -> frozenset[Capability]:
+        """The capabilities named by the manifest (empty when it names none)."""
+        return frozenset(spec.action for spec in self.capabilities)
+
+    def capability(self, action: Capability) -> CapabilitySpec | None:
+        """The manifest's flags for `action`, if it lists that action."""
+        return next((spec for spec in self.capabilities if spec.action is action), None)
+
+
+class ManifestDocument(_Spec):
+    """A manifest file: schema version and connector entries."""
+
+    schema_uri: str | None = Field(default=None, alias="$schema")
+    schema_version: Literal[1] = 1
+    connectors: tuple[ConnectorEntry, ...] = ()
+
+
+@lru_cache(maxsize=256)
+def contract_specifier(text: str) -> SpecifierSet:
+    """Parse a contract version range once; many entries share the same few ranges."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        raise ValueError(f"not a version specifier: {text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProblem:
+    """An entry the manifest declares but that does not follow the schema."""
+
+    index: int
+    name: str | None
+    pointer: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedManifest:
+    """The valid entries of a manifest (with their index) and the invalid ones."""
+
+    source: str
+    entries: tuple[tuple[int, ConnectorEntry], ...]
+    problems: tuple[EntryProblem, ...]
+
+
+_DOCUMENT = TypeAdapter(ManifestDocument)
+_ENTRY = TypeAdapter(ConnectorEntry)
+
+
+def _pointer(location: tuple[int | str, ...]) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in location)
+
+
+def _first_error(error: ValidationError, prefix: tuple[int | str, ...] = ()) -> tuple[str, str]:
+    """The JSON pointer and message of the first problem pydantic found."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    return _pointer(prefix + tuple(first["loc"])), first["msg"]
+
+
+def _decode(data: bytes | str, source: str) -> Any:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{source}: not valid JSON: {error}", source) from None
+    except RecursionError:
+        raise ManifestError(f"{source}: JSON nested too deeply", source) from None
+
+
+def parse_manifest(data: bytes | str, source: str) -> ParsedManifest:
+    """Parse and validate a manifest document.
+
+    Raises `ManifestError` when the document as a whole is unusable (not JSON, not an
+    object, unknown schema version, `connectors` not a list). Invalid entries are reported in
+    `ParsedManifest.problems` while valid siblings are kept.
+    """
+    document = _decode(data, source)
+    try:
+        parsed = _DOCUMENT.validate_python(document)
+    except ValidationError:
+        return _parse_entry_by_entry(document, source)
+    return ParsedManifest(source, tuple(enumerate(parsed.connectors)), ())
+
+
+def _parse_entry_by_entry(document: Any, source: str) -> ParsedManifest:
+    """The slow path, taken only when the document has a problem: find which entries are bad."""
+    if not isinstance(document, dict):
+        raise ManifestError(f"{source}: a manifest is a JSON object", source, "")
+    raw_entries = document.get("connectors", [])
+    header = {key: value for key, value in document.items() if key != "connectors"}
+    try:
+        _DOCUMENT.validate_python(header)
+    except ValidationError as error:
+        pointer, message = _first_error(error)
+        raise ManifestError(f"{source}#{pointer}: {message}", source, pointer) from None
+    if not isinstance(raw_entries, list):
+        raise ManifestError(f"{source}#/connectors: must be a list", source, "/connectors")
+    entries: list[tuple[int, ConnectorEntry]] = []
+    problems: list[EntryProblem] = []
+    for index, raw in enumerate(raw_entries):
+        try:
+            entries.append((index, _ENTRY.validate_python(raw)))
+        except ValidationError as error:
+            pointer, message = _first_error(error, ("connectors", index))
+            name = raw.get("name") if isinstance(raw, dict) else None
+            problems.append(
+                EntryProblem(index, name if isinstance(name, str) else None, pointer, message)
+            )
+    return ParsedManifest(source, tuple(entries), tuple(problems))
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of manifest documents, as shipped in `manifest.schema.json`."""
+    schema = _DOCUMENT.json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "integrations connector manifest"
+    return schema

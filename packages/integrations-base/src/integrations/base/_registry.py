@@ -1,0 +1,541 @@
+"""The registry: which connectors exist, where they were declared, and whether they are usable.
+
+Discovery builds a new snapshot from every source and swaps it in under a lock, so a failed
+strict discovery leaves the registry as it was. Loading a connector (importing its module) is
+deferred to `get`, checked against the allowlist first and against the contract after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ._connector import Capability, Connector, contract_problems
+from ._discovery import (
+    ManifestSource,
+    clear_entry_point_cache,
+    distribution_manifests,
+    distribution_owns,
+    find_module_file,
+)
+from ._exceptions import (
+    ConnectorConflict,
+    ConnectorNotFound,
+    ConnectorUnavailable,
+    ContractError,
+    ManifestError,
+)
+from ._manifest import MANIFEST_FILENAME, ConnectorEntry, contract_specifier, parse_manifest
+from ._version import CONTRACT_VERSION
+
+__all__ = [
+    "DEFAULT_ALLOWED_MODULES",
+    "MANIFEST_ENV",
+    "ConnectorInfo",
+    "ManifestProblem",
+    "Registry",
+    "Status",
+]
+
+MANIFEST_ENV = "INTEGRATIONS_MANIFEST"
+"""Environment variable: application manifest files, separated by `os.pathsep`."""
+
+ALLOWED_MODULES_ENV = "INTEGRATIONS_ALLOWED_MODULES"
+"""Environment variable: module prefixes application manifests may point at (`os.pathsep`)."""
+
+DEFAULT_ALLOWED_MODULES = ("integrations.",)
+
+REGISTERED_SOURCE = "<register>"
+
+ConnectorClass = type[Connector[Any]]
+
+
+class Status(StrEnum):
+    """Whether a declared connector can be used."""
+
+    OK = "ok"
+    BROKEN = "broken"
+    INCOMPATIBLE = "incompatible"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorInfo:
+    """What the registry knows about one connector name."""
+
+    name: str
+    status: Status
+    problem: str | None
+    source: str
+    pointer: str
+    distribution: str | None = None
+    distribution_version: str | None = None
+    entry: ConnectorEntry | None = None
+    capabilities: tuple[str, ...] = ()
+    loaded: bool = False
+
+    @property
+    def location(self) -> str:
+        """Manifest file and JSON pointer, e.g. ``.../manifest.json#/connectors/0``."""
+        return f"{self.source}#{self.pointer}" if self.pointer else self.source
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form shown by `integrations list --json`."""
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.distribution_version,
+            "capabilities": list(self.capabilities),
+            "status": self.status.value,
+            "problem": self.problem,
+            "source": self.location,
+            "loaded": self.loaded,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestProblem:
+    """A manifest that could not be used at all (unreadable, not JSON, wrong shape)."""
+
+    source: str
+    pointer: str
+    reason: str
+    distribution: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form shown next to connector rows: a row without a name."""
+        return {
+            "name": None,
+            "distribution": self.distribution,
+            "version": None,
+            "capabilities": [],
+            "status": Status.BROKEN.value,
+            "problem": self.reason,
+            "source": f"{self.source}#{self.pointer}" if self.pointer else self.source,
+            "loaded": False,
+        }
+
+
+@dataclass(slots=True)
+class _Slot:
+    """Mutable per-name state inside a snapshot: the info plus the loaded class."""
+
+    info: ConnectorInfo
+    distribution: metadata.Distribution | None = None
+    connector_class: ConnectorClass | None = None
+    verified: bool = False
+    conflict: bool = False
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    slots: dict[str, _Slot] = field(default_factory=dict)
+    problems: list[ManifestProblem] = field(default_factory=list)
+
+
+def _allowed_from_environment() -> tuple[str, ...]:
+    raw = os.environ.get(ALLOWED_MODULES_ENV, "")
+    extra = tuple(part.strip() for part in raw.split(os.pathsep) if part.strip())
+    return DEFAULT_ALLOWED_MODULES + extra
+
+
+def _module_allowed(module: str, prefixes: Iterable[str]) -> bool:
+    return any(
+        module.startswith(prefix)
+        if prefix.endswith(".")
+        else module == prefix or module.startswith(prefix + ".")
+        for prefix in prefixes
+    )
+
+
+def _contract_compatible(entry: ConnectorEntry) -> bool:
+    return contract_specifier(entry.contract).contains(CONTRACT_VERSION, prereleases=True)
+
+
+class Registry:
+    """A thread-safe set of connectors from manifests and from explicit registration.
+
+    Several independent registries may live in one process (one per test, say). The
+    module-level functions of `integrations.base.registry` act on a default instance.
+    """
+
+    def __init__(
+        self,
+        *,
+        allowed_modules: Sequence[str] | None = None,
+        distributions: bool = True,
+        environment: bool = True,
+    ) -> None:
+        """Create an empty registry.
+
+        `allowed_modules` are the module prefixes application manifests may point at
+        (default: the `integrations.` namespace plus `INTEGRATIONS_ALLOWED_MODULES`); a
+        manifest can never widen them. `distributions` and `environment` choose whether
+        `discover()` reads installed distributions' manifests and `INTEGRATIONS_MANIFEST`.
+        """
+        self._lock = threading.RLock()
+        self._allowed = (
+            tuple(allowed_modules) if allowed_modules is not None else _allowed_from_environment()
+        )
+        self._use_distributions = distributions
+        self._use_environment = environment
+        self._snapshot = _Snapshot()
+        self._registered: dict[str, tuple[ConnectorClass, bool]] = {}
+        self._application_paths: list[Path] = []
+        self._discovered = False
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def discover(
+        self, path: str | os.PathLike[str] | None = None, *, strict: bool = False
+    ) -> tuple[ConnectorInfo, ...]:
+        """Read every manifest and rebuild the registry; import no connector.
+
+        Sources, in order: installed distributions (entry-point group
+        `integrations.manifests`, sorted by name), files named by `INTEGRATIONS_MANIFEST`,
+        files given to `load_manifest`, then `path`. With `strict=True` the first problem
+        raises and the registry keeps its previous state.
+        """
+        with self._lock:
+            paths = list(self._application_paths)
+            if path is not None and Path(path).resolve() not in paths:
+                paths.append(Path(path).resolve())
+            snapshot = self._build(paths, strict=strict)
+            self._snapshot = snapshot
+            self._application_paths = paths
+            self._discovered = True
+            return tuple(slot.info for slot in snapshot.slots.values())
+
+    def refresh(self, *, strict: bool = False) -> tuple[ConnectorInfo, ...]:
+        """Scan installed distributions again (after installs) and rediscover."""
+        clear_entry_point_cache()
+        return self.discover(strict=strict)
+
+    def load_manifest(
+        self, path: str | os.PathLike[str] | None = None, *, strict: bool = False
+    ) -> tuple[ConnectorInfo, ...]:
+        """Add an application manifest file (or the `INTEGRATIONS_MANIFEST` files when None).
+
+        The file is read now, so a file that cannot be used raises `ManifestError` at once;
+        it stays part of the registry's sources for later discoveries.
+        """
+        paths = [Path(path).resolve()] if path is not None else self._environment_paths()
+        for item in paths:
+            _read_or_raise(item)
+        with self._lock:
+            self._application_paths.extend(p for p in paths if p not in self._application_paths)
+            self._snapshot = self._build(self._application_paths, strict=strict)
+            self._discovered = True
+            sources = {str(item) for item in paths}
+            return tuple(
+                slot.info for slot in self._snapshot.slots.values() if slot.info.source in sources
+            )
+
+    def _environment_paths(self) -> list[Path]:
+        raw = os.environ.get(MANIFEST_ENV, "")
+        return [Path(part).resolve() for part in raw.split(os.pathsep) if part.strip()]
+
+    def _build(self, application_paths: Sequence[Path], *, strict: bool) -> _Snapshot:
+        snapshot = _Snapshot()
+        if self._use_distributions:
+            for source in distribution_manifests(MANIFEST_FILENAME):
+                self._read_distribution_manifest(source, snapshot, strict=strict)
+        environment = self._environment_paths() if self._use_environment else []
+        for item in [*environment, *application_paths]:
+            self._read_application_manifest(item, snapshot, strict=strict)
+        for name, (connector_class, replace_existing) in self._registered.items():
+            self._add_registered(snapshot, name, connector_class, replace_existing, strict=strict)
+        snapshot.slots = dict(sorted(snapshot.slots.items()))
+        if strict:
+            self._verify_all(snapshot)
+        return snapshot
+
+    def _read_distribution_manifest(
+        self, source: ManifestSource, snapshot: _Snapshot, *, strict: bool
+    ) -> None:
+        if source.path is None:
+            self._manifest_problem(
+                snapshot,
+                ManifestProblem(source.label, "", source.problem or "", source.label),
+                strict,
+            )
+            return
+        self._read_manifest(source.path, snapshot, strict=strict, origin=source)
+
+    def _read_application_manifest(self, path: Path, snapshot: _Snapshot, *, strict: bool) -> None:
+        self._read_manifest(path, snapshot, strict=strict, origin=None)
+
+    def _read_manifest(
+        self, path: Path, snapshot: _Snapshot, *, strict: bool, origin: ManifestSource | None
+    ) -> None:
+        label = origin.label if origin else None
+        try:
+            data = path.read_bytes()
+            parsed = parse_manifest(data, str(path))
+        except OSError as error:
+            reason = f"cannot read manifest: {error.strerror or error}"
+            self._manifest_problem(snapshot, ManifestProblem(str(path), "", reason, label), strict)
+            return
+        except ManifestError as error:
+            problem = ManifestProblem(str(path), error.pointer, str(error), label)
+            self._manifest_problem(snapshot, problem, strict)
+            return
+        for bad in parsed.problems:
+            name = bad.name or f"<{path.name}#/connectors/{bad.index}>"
+            info = ConnectorInfo(
+                name,
+                Status.BROKEN,
+                f"invalid entry at {bad.pointer}: {bad.reason}",
+                str(path),
+                bad.pointer,
+                label,
+            )
+            self._add(snapshot, _Slot(info), strict=strict, override=False)
+        for index, entry in parsed.entries:
+            slot = self._slot_for_entry(entry, path, index, origin)
+            self._add(snapshot, slot, strict=strict, override=entry.override and origin is None)
+
+    def _slot_for_entry(
+        self, entry: ConnectorEntry, path: Path, index: int, origin: ManifestSource | None
+    ) -> _Slot:
+        status, problem = Status.OK, None
+        if not _contract_compatible(entry):
+            status = Status.INCOMPATIBLE
+            problem = (
+                f"supports contract {entry.contract}, installed contract is {CONTRACT_VERSION}"
+            )
+        elif origin is None and not _module_allowed(entry.module, self._allowed):
+            status = Status.REFUSED
+            allowed = ", ".join(self._allowed)
+            problem = f"module {entry.module} is outside the allowed prefixes ({allowed})"
+        elif origin is not None and entry.override:
+            status = Status.REFUSED
+            problem = "only application manifests may override a connector"
+        info = ConnectorInfo(
+            name=entry.name,
+            status=status,
+            problem=problem,
+            source=str(path),
+            pointer=f"/connectors/{index}",
+            distribution=origin.label if origin else None,
+            entry=entry,
+            capabilities=tuple(sorted(c.value for c in entry.declared_capabilities)),
+        )
+        return _Slot(
+            info, distribution=origin.distribution if origin else None, verified=origin is None
+        )
+
+    def _manifest_problem(
+        self, snapshot: _Snapshot, problem: ManifestProblem, strict: bool
+    ) -> None:
+        if strict:
+            raise ManifestError(problem.reason, problem.source, problem.pointer)
+        snapshot.problems.append(problem)
+
+    def _add(self, snapshot: _Snapshot, slot: _Slot, *, strict: bool, override: bool) -> None:
+        name = slot.info.name
+        existing = snapshot.slots.get(name)
+        if strict and slot.info.status is not Status.OK:
+            raise ConnectorUnavailable(
+                f"connector {name!r} is {slot.info.status}: {slot.info.problem}"
+            )
+        if existing is None or override:
+            snapshot.slots[name] = slot
+            return
+        reason = f"declared twice: at {existing.info.location} and at {slot.info.location}"
+        if strict:
+            raise ConnectorConflict(f"connector {name!r} {reason}")
+        info = replace(existing.info, status=Status.BROKEN, problem=reason)
+        snapshot.slots[name] = _Slot(info, verified=True, conflict=True)
+
+    def _add_registered(
+        self, snapshot: _Snapshot, name: str, cls: ConnectorClass, override: bool, *, strict: bool
+    ) -> None:
+        info = ConnectorInfo(
+            name,
+            Status.OK,
+            None,
+            REGISTERED_SOURCE,
+            "",
+            capabilities=tuple(sorted(c.value for c in cls.capabilities)),
+            loaded=True,
+        )
+        self._add(
+            snapshot,
+            _Slot(info, connector_class=cls, verified=True),
+            strict=strict,
+            override=override,
+        )
+
+    # -- registration ----------------------------------------------------------------------
+
+    def register(self, name: str, connector_cls: ConnectorClass, *, replace: bool = False) -> None:
+        """Register a connector class under `name`, validating it against the contract now.
+
+        Raises `ContractError` when the class does not fit, and `ConnectorConflict` when the
+        name is taken, unless `replace=True`.
+        """
+        problems = contract_problems(connector_cls)
+        if problems:
+            raise ContractError(f"cannot register {name!r}: " + "; ".join(problems))
+        with self._lock:
+            if not replace and (name in self._registered or name in self._snapshot.slots):
+                raise ConnectorConflict(f"connector {name!r} is already registered")
+            self._registered[name] = (connector_cls, replace)
+            self._add_registered(self._snapshot, name, connector_cls, True, strict=False)
+
+    # -- lookup and loading ----------------------------------------------------------------
+
+    def get(self, name: str) -> ConnectorClass:
+        """The connector class registered under `name`, imported on first use.
+
+        Raises `ConnectorNotFound` for an unknown name and `ConnectorUnavailable` (with the
+        reason) for a connector that is broken, incompatible or refused.
+        """
+        with self._lock:
+            if not self._discovered:
+                self.discover()
+            slot = self._snapshot.slots.get(name)
+            if slot is None:
+                raise ConnectorNotFound(f"no connector named {name!r}")
+            return self._load(slot)
+
+    def _load(self, slot: _Slot) -> ConnectorClass:
+        if slot.connector_class is not None:
+            return slot.connector_class
+        self._verify(slot)
+        loaded = self._import(slot) if slot.info.status is Status.OK else None
+        if loaded is None:
+            info = slot.info
+            error = ConnectorConflict if slot.conflict else ConnectorUnavailable
+            raise error(f"connector {info.name!r} is {info.status}: {info.problem}")
+        return loaded
+
+    def _verify(self, slot: _Slot) -> None:
+        """Refuse a distribution's entry that points at a module the distribution does not own."""
+        if slot.verified or slot.info.status is not Status.OK or slot.info.entry is None:
+            slot.verified = True
+            return
+        slot.verified = True
+        module = slot.info.entry.module
+        module_file = find_module_file(module)
+        if module_file is None:
+            slot.info = replace(
+                slot.info, status=Status.BROKEN, problem=f"module {module} not found"
+            )
+        elif slot.distribution is not None and not distribution_owns(
+            slot.distribution, module_file
+        ):
+            slot.info = replace(
+                slot.info,
+                status=Status.REFUSED,
+                problem=f"module {module} is not installed by {slot.info.distribution}",
+            )
+
+    def _verify_all(self, snapshot: _Snapshot) -> None:
+        for slot in snapshot.slots.values():
+            self._verify(slot)
+            if slot.info.status is not Status.OK:
+                raise ConnectorUnavailable(
+                    f"connector {slot.info.name!r} is {slot.info.status}: {slot.info.problem}"
+                )
+
+    def _import(self, slot: _Slot) -> ConnectorClass | None:
+        entry = slot.info.entry
+        assert entry is not None  # only manifest slots are imported
+        try:
+            module = importlib.import_module(entry.module)
+        except Exception as error:
+            self._mark_broken(
+                slot, f"importing {entry.module} raised {type(error).__name__}: {error}"
+            )
+            return None
+        cls = getattr(module, entry.class_name, None)
+        if cls is None:
+            self._mark_broken(slot, f"module {entry.module} has no class {entry.class_name}")
+            return None
+        problems = contract_problems(cls)
+        declared = entry.declared_capabilities
+        implemented = frozenset(getattr(cls, "capabilities", frozenset()))
+        if declared and declared != implemented:
+            problems.append(
+                "manifest declares capabilities "
+                f"{_names(declared)} but the class declares {_names(implemented)}"
+            )
+        if problems:
+            self._mark_broken(
+                slot, f"{entry.class_name} does not fit the contract: " + "; ".join(problems)
+            )
+            return None
+        slot.connector_class = cls
+        slot.info = replace(
+            slot.info, loaded=True, capabilities=tuple(sorted(c.value for c in implemented))
+        )
+        return slot.connector_class
+
+    def _mark_broken(self, slot: _Slot, reason: str) -> None:
+        slot.info = replace(slot.info, status=Status.BROKEN, problem=reason)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def connectors(self) -> tuple[ConnectorInfo, ...]:
+        """Every declared connector with its status, ownership checked, nothing imported."""
+        with self._lock:
+            if not self._discovered:
+                self.discover()
+            for slot in self._snapshot.slots.values():
+                self._verify(slot)
+                self._fill_distribution(slot)
+            return tuple(slot.info for slot in self._snapshot.slots.values())
+
+    def problems(self) -> tuple[ManifestProblem, ...]:
+        """Manifests that could not be used at all."""
+        with self._lock:
+            return tuple(self._snapshot.problems)
+
+    def info(self, name: str) -> ConnectorInfo:
+        """The status of one connector; raises `ConnectorNotFound` for an unknown name."""
+        infos = {info.name: info for info in self.connectors()}
+        if name not in infos:
+            raise ConnectorNotFound(f"no connector named {name!r}")
+        return infos[name]
+
+    def load_all(self) -> tuple[ConnectorInfo, ...]:
+        """Import and check every connector (what `integrations doctor` does); never raises."""
+        with self._lock:
+            if not self._discovered:
+                self.discover()
+            for slot in self._snapshot.slots.values():
+                with contextlib.suppress(ConnectorUnavailable, ConnectorConflict):
+                    self._load(slot)
+            return self.connectors()
+
+    def _fill_distribution(self, slot: _Slot) -> None:
+        distribution = slot.distribution
+        if distribution is None or slot.info.distribution_version is not None:
+            return
+        name = distribution.metadata["Name"] or slot.info.distribution
+        slot.info = replace(slot.info, distribution=name, distribution_version=distribution.version)
+
+
+def _read_or_raise(path: Path) -> None:
+    """Parse an application manifest now, so that `load_manifest` reports a bad file at once."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ManifestError(
+            f"{path}: cannot read manifest: {error.strerror or error}", str(path)
+        ) from None
+    parse_manifest(data, str(path))
+
+
+def _names(capabilities: Iterable[Capability]) -> str:
+    return "[" + ", ".join(sorted(c.value for c in capabilities)) + "]"

@@ -1,0 +1,100 @@
+"""Connector registry: discover connectors from manifests and load them on first use.
+
+The module-level functions act on one default `Registry`; create your own `Registry` for
+isolation (one per test, say)::
+
+    from integrations.base import registry
+
+    registry.discover()                 # reads manifests, imports nothing
+    connector_cls = registry.get("mock")  # imports the connector's module now
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ._connector import Connector
+from ._manifest import (
+    AuditSpec,
+    AuthSpec,
+    CapabilitySpec,
+    ConnectorEntry,
+    ManifestDocument,
+    manifest_json_schema,
+    parse_manifest,
+)
+from ._registry import (
+    DEFAULT_ALLOWED_MODULES,
+    MANIFEST_ENV,
+    ConnectorInfo,
+    ManifestProblem,
+    Registry,
+    Status,
+)
+
+__all__ = [
+    "DEFAULT_ALLOWED_MODULES",
+    "MANIFEST_ENV",
+    "AuditSpec",
+    "AuthSpec",
+    "CapabilitySpec",
+    "ConnectorEntry",
+    "ConnectorInfo",
+    "ManifestDocument",
+    "ManifestProblem",
+    "Registry",
+    "Status",
+    "connectors",
+    "default_registry",
+    "discover",
+    "get",
+    "load_manifest",
+    "manifest_json_schema",
+    "parse_manifest",
+    "problems",
+    "refresh",
+    "register",
+]
+
+default_registry = Registry()
+"""The registry the module-level functions use."""
+
+
+def register(name: str, connector_cls: type[Connector[Any]], *, replace: bool = False) -> None:
+    """Register `connector_cls` under `name` in the default registry (validated now)."""
+    default_registry.register(name, connector_cls, replace=replace)
+
+
+def get(name: str) -> type[Connector[Any]]:
+    """The connector class named `name`, imported on first use."""
+    return default_registry.get(name)
+
+
+def load_manifest(
+    path: str | os.PathLike[str] | None = None, *, strict: bool = False
+) -> tuple[ConnectorInfo, ...]:
+    """Add an application manifest (or the `INTEGRATIONS_MANIFEST` files when `path` is None)."""
+    return default_registry.load_manifest(path, strict=strict)
+
+
+def discover(
+    path: str | os.PathLike[str] | None = None, *, strict: bool = False
+) -> tuple[ConnectorInfo, ...]:
+    """Discover connectors from installed distributions, the environment and `path`."""
+    return default_registry.discover(path, strict=strict)
+
+
+def refresh(*, strict: bool = False) -> tuple[ConnectorInfo, ...]:
+    """Rescan installed distributions and rediscover."""
+    return default_registry.refresh(strict=strict)
+
+
+def connectors() -> tuple[ConnectorInfo, ...]:
+    """Every declared connector of the default registry, with its status."""
+    return default_registry.connectors()
+
+
+def problems() -> tuple[ManifestProblem, ...]:
+    """Manifests the default registry could not use at all."""
+    return default_registry.problems()
