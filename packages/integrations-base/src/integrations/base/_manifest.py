@@ -274,4 +274,9 @@ def manifest_json_schema() -> dict[str, Any]:
     schema = _DOCUMENT.json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "integrations connector manifest"
+    # Entries may name a capability by its action alone ("fetch"), as the validator accepts.
+    capabilities = schema["$defs"]["ConnectorEntry"]["properties"]["capabilities"]
+    capabilities["items"] = {
+        "anyOf": [{"$ref": "#/$defs/Capability"}, {"$ref": "#/$defs/CapabilitySpec"}]
+    }
     return schema
