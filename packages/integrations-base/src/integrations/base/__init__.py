@@ -4,7 +4,24 @@ Platform code imports what it needs from here; connectors are reached through th
 never by importing an adapter package.
 """
 
-from ._connector import BaseConnector, Capability, Connector, check_connector_class
+from ._audit import (
+    AuditEvent,
+    AuditSink,
+    ConnectorMeta,
+    FanOutAuditSink,
+    JsonLinesAuditSink,
+    LoggingAuditSink,
+    MemoryAuditSink,
+    load_audit_sink,
+)
+from ._connector import (
+    AsyncBaseConnector,
+    AsyncConnector,
+    BaseConnector,
+    Capability,
+    Connector,
+    check_connector_class,
+)
 from ._exceptions import (
     AuditError,
     AuthError,
@@ -28,6 +45,7 @@ from ._exceptions import (
     SecretError,
     TransientError,
 )
+from ._governance import Governance, GovernanceSettings
 from ._models import (
     AuthContext,
     AuthToken,
@@ -44,18 +62,38 @@ from ._models import (
     SyncResult,
     SyncState,
 )
+from ._policy import (
+    ALLOW,
+    CapabilityAllowlist,
+    Decision,
+    Policy,
+    PolicyRequest,
+    PolicySet,
+    QuorumRequired,
+    TenantAndActorRequired,
+)
+from ._registry import ConnectorInfo, Registry, Status
 from ._secret import Secret
+from ._secrets import EnvSecretProvider, FileSecretProvider, SecretProvider, SecretResolver
+from ._session import AsyncSession, Session, SessionState
 from ._version import CONTRACT_VERSION
 
 __all__ = [
+    "ALLOW",
     "CONTRACT_VERSION",
+    "AsyncBaseConnector",
+    "AsyncConnector",
+    "AsyncSession",
     "AuditError",
+    "AuditEvent",
+    "AuditSink",
     "AuthContext",
     "AuthError",
     "AuthExpired",
     "AuthToken",
     "BaseConnector",
     "Capability",
+    "CapabilityAllowlist",
     "ConfigError",
     "Connection",
     "ConnectionFailed",
@@ -63,30 +101,53 @@ __all__ = [
     "ConnectorConfig",
     "ConnectorConflict",
     "ConnectorError",
+    "ConnectorInfo",
+    "ConnectorMeta",
     "ConnectorNotFound",
     "ConnectorUnavailable",
     "ContractError",
+    "Decision",
     "DiscoveryError",
+    "EnvSecretProvider",
+    "FanOutAuditSink",
     "FetchQuery",
     "FetchResult",
+    "FileSecretProvider",
+    "Governance",
+    "GovernanceSettings",
     "IntegrationsError",
     "InvalidRequest",
+    "JsonLinesAuditSink",
     "JsonObject",
     "LifecycleError",
+    "LoggingAuditSink",
     "ManifestError",
+    "MemoryAuditSink",
     "NotFound",
     "NotSupported",
+    "Policy",
     "PolicyError",
+    "PolicyRequest",
+    "PolicySet",
     "PushPayload",
     "PushResult",
+    "QuorumRequired",
     "RateLimited",
     "Record",
+    "Registry",
     "Rejection",
     "RevokeResult",
     "Secret",
     "SecretError",
+    "SecretProvider",
+    "SecretResolver",
+    "Session",
+    "SessionState",
+    "Status",
     "SyncResult",
     "SyncState",
+    "TenantAndActorRequired",
     "TransientError",
     "check_connector_class",
+    "load_audit_sink",
 ]

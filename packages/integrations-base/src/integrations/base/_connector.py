@@ -31,11 +31,14 @@ from ._models import (
 __all__ = [
     "LIFECYCLE_METHODS",
     "OPERATION_METHODS",
+    "AsyncBaseConnector",
+    "AsyncConnector",
     "BaseConnector",
     "Capability",
     "Connector",
     "check_connector_class",
     "contract_problems",
+    "is_async_connector",
 ]
 
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
@@ -110,26 +113,95 @@ class BaseConnector(abc.ABC, Generic[ConfigT]):
 
     def fetch(self, query: FetchQuery) -> FetchResult:
         """Return one page of records matching `query`."""
-        self._not_supported(Capability.FETCH)
+        _not_supported(self, Capability.FETCH)
 
     def push(self, payload: PushPayload) -> PushResult:
         """Write the records of `payload`; report accepted and rejected records."""
-        self._not_supported(Capability.PUSH)
+        _not_supported(self, Capability.PUSH)
 
     def sync(self, state: SyncState) -> SyncResult:
         """Return every change since `state`, with the state to resume from."""
-        self._not_supported(Capability.SYNC)
+        _not_supported(self, Capability.SYNC)
 
     @abc.abstractmethod
     def revoke(self, token: AuthToken) -> RevokeResult:
         """Revoke `token` and release the connection."""
 
-    def _not_supported(self, capability: Capability) -> NoReturn:
-        raise NotSupported(f"{type(self).__name__} does not support {capability.value}")
+
+@runtime_checkable
+class AsyncConnector(Protocol[ConfigT_contra]):
+    """The async twin of `Connector`: the same operations and models, as coroutines."""
+
+    capabilities: ClassVar[frozenset[Capability]]
+    config_model: ClassVar[type[ConnectorConfig]]
+
+    async def auth(self, context: AuthContext) -> AuthToken:
+        """Authenticate for the tenant and actor in `context`; return the token to use."""
+        ...
+
+    async def connect(self, config: ConfigT_contra) -> Connection:
+        """Open the connection described by `config`."""
+        ...
+
+    async def fetch(self, query: FetchQuery) -> FetchResult:
+        """Return one page of records matching `query`."""
+        ...
+
+    async def push(self, payload: PushPayload) -> PushResult:
+        """Write the records of `payload`; report accepted and rejected records."""
+        ...
+
+    async def sync(self, state: SyncState) -> SyncResult:
+        """Return every change since `state`, with the state to resume from."""
+        ...
+
+    async def revoke(self, token: AuthToken) -> RevokeResult:
+        """Revoke `token` and release the connection."""
+        ...
 
 
-_DEFAULT_OPERATION_OWNERS: list[type[Any]] = [BaseConnector]
-"""Base classes whose operation methods only raise `NotSupported` (the async base joins)."""
+class AsyncBaseConnector(abc.ABC, Generic[ConfigT]):
+    """Base class for async connector authors; the async twin of `BaseConnector`."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    config_model: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+
+    @abc.abstractmethod
+    async def auth(self, context: AuthContext) -> AuthToken:
+        """Authenticate for the tenant and actor in `context`; return the token to use."""
+
+    @abc.abstractmethod
+    async def connect(self, config: ConfigT) -> Connection:
+        """Open the connection described by `config`."""
+
+    async def fetch(self, query: FetchQuery) -> FetchResult:
+        """Return one page of records matching `query`."""
+        _not_supported(self, Capability.FETCH)
+
+    async def push(self, payload: PushPayload) -> PushResult:
+        """Write the records of `payload`; report accepted and rejected records."""
+        _not_supported(self, Capability.PUSH)
+
+    async def sync(self, state: SyncState) -> SyncResult:
+        """Return every change since `state`, with the state to resume from."""
+        _not_supported(self, Capability.SYNC)
+
+    @abc.abstractmethod
+    async def revoke(self, token: AuthToken) -> RevokeResult:
+        """Revoke `token` and release the connection."""
+
+
+def _not_supported(connector: object, capability: Capability) -> NoReturn:
+    raise NotSupported(f"{type(connector).__name__} does not support {capability.value}")
+
+
+def is_async_connector(cls: object) -> bool:
+    """Whether `cls` implements the contract with coroutines (the async twin)."""
+    return inspect.iscoroutinefunction(getattr(cls, "auth", None))
+
+
+_DEFAULT_OPERATION_OWNERS: list[type[Any]] = [BaseConnector, AsyncBaseConnector]
+"""Base classes whose operation methods only raise `NotSupported`."""
 
 
 def _signature_problem(cls: type[Any], method_name: str, *, coroutine: bool) -> str | None:
@@ -157,14 +229,17 @@ def _signature_problem(cls: type[Any], method_name: str, *, coroutine: bool) -> 
     return None
 
 
-def contract_problems(cls: object, *, coroutine: bool = False) -> list[str]:
+def contract_problems(cls: object, *, coroutine: bool | None = None) -> list[str]:
     """Every way `cls` fails the connector contract (an empty list when it fits).
 
     The check looks at method names and signatures and at the declared capabilities, the
     way pluggy validates a hook implementation when it is registered rather than called.
+    `coroutine` says which twin to check against; by default it follows `cls.auth`.
     """
     if not isinstance(cls, type):
         return [f"{cls!r} is not a class"]
+    if coroutine is None:
+        coroutine = is_async_connector(cls)
     problems: list[str] = []
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
@@ -201,7 +276,7 @@ def _inherits_default(cls: type[Any], method_name: str) -> bool:
     return inspect.getattr_static(cls, method_name, None) in defaults
 
 
-def check_connector_class(cls: object, *, coroutine: bool = False) -> None:
+def check_connector_class(cls: object, *, coroutine: bool | None = None) -> None:
     """Raise `ContractError` listing every problem when `cls` does not fit the contract."""
     problems = contract_problems(cls, coroutine=coroutine)
     if problems:

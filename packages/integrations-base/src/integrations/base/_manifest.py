@@ -221,7 +221,7 @@ def _first_error(error: ValidationError, prefix: tuple[int | str, ...] = ()) -> 
 def _decode(data: bytes | str, source: str) -> Any:
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer too long
         raise ManifestError(f"{source}: not valid JSON: {error}", source) from None
     except RecursionError:
         raise ManifestError(f"{source}: JSON nested too deeply", source) from None

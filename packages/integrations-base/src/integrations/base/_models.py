@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
     AwareDatetime,
@@ -22,7 +22,10 @@ from pydantic import (
 )
 
 from ._exceptions import ConfigError, InvalidRequest
-from ._secret import Secret
+from ._secret import RESOLVER_CONTEXT_KEY, Secret
+
+if TYPE_CHECKING:
+    from ._secrets import SecretResolver
 
 __all__ = [
     "AuthContext",
@@ -96,10 +99,17 @@ class ConnectorConfig(_Model):
     """
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Self:
-        """Validate `data` into this config model, raising `ConfigError` naming each bad field."""
+    def from_mapping(
+        cls, data: Mapping[str, Any], *, secrets: SecretResolver | None = None
+    ) -> Self:
+        """Validate `data` into this config model, raising `ConfigError` naming each bad field.
+
+        With `secrets`, references in `Secret` fields (``env:NAME``, ``file:/path`` ...) are
+        resolved; a missing secret raises `SecretError` naming the reference.
+        """
+        context = {RESOLVER_CONTEXT_KEY: secrets} if secrets is not None else None
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context=context)
         except ValidationError as error:
             problems = describe_validation_error(error)
             detail = "; ".join(f"{field}: {reason}" for field, reason in problems)

@@ -11,14 +11,15 @@ import contextlib
 import importlib
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from ._connector import Capability, Connector, contract_problems
+from ._audit import ConnectorMeta
+from ._connector import AsyncConnector, Capability, Connector, contract_problems, is_async_connector
 from ._discovery import (
     ManifestSource,
     clear_entry_point_cache,
@@ -31,9 +32,13 @@ from ._exceptions import (
     ConnectorNotFound,
     ConnectorUnavailable,
     ContractError,
+    LifecycleError,
     ManifestError,
 )
+from ._governance import Governance
 from ._manifest import MANIFEST_FILENAME, ConnectorEntry, contract_specifier, parse_manifest
+from ._models import AuthContext, ConnectorConfig
+from ._session import AsyncSession, Session, StepListener
 from ._version import CONTRACT_VERSION
 
 __all__ = [
@@ -55,7 +60,7 @@ DEFAULT_ALLOWED_MODULES = ("integrations.",)
 
 REGISTERED_SOURCE = "<register>"
 
-ConnectorClass = type[Connector[Any]]
+ConnectorClass = type[Connector[Any]] | type[AsyncConnector[Any]]
 
 
 class Status(StrEnum):
@@ -173,6 +178,7 @@ class Registry:
         allowed_modules: Sequence[str] | None = None,
         distributions: bool = True,
         environment: bool = True,
+        governance: Governance | None = None,
     ) -> None:
         """Create an empty registry.
 
@@ -180,7 +186,9 @@ class Registry:
         (default: the `integrations.` namespace plus `INTEGRATIONS_ALLOWED_MODULES`); a
         manifest can never widen them. `distributions` and `environment` choose whether
         `discover()` reads installed distributions' manifests and `INTEGRATIONS_MANIFEST`.
+        `governance` is what sessions opened from this registry enforce by default.
         """
+        self.governance = governance or Governance()
         self._lock = threading.RLock()
         self._allowed = (
             tuple(allowed_modules) if allowed_modules is not None else _allowed_from_environment()
@@ -231,12 +239,14 @@ class Registry:
         for item in paths:
             _read_or_raise(item)
         with self._lock:
-            self._application_paths.extend(p for p in paths if p not in self._application_paths)
-            self._snapshot = self._build(self._application_paths, strict=strict)
+            application_paths = [*self._application_paths]
+            application_paths.extend(p for p in paths if p not in application_paths)
+            self._snapshot = self._build(application_paths, strict=strict)
+            self._application_paths = application_paths
             self._discovered = True
-            sources = {str(item) for item in paths}
+            loaded = {str(item) for item in paths}
             return tuple(
-                slot.info for slot in self._snapshot.slots.values() if slot.info.source in sources
+                slot.info for slot in self._snapshot.slots.values() if slot.info.source in loaded
             )
 
     def _environment_paths(self) -> list[Path]:
@@ -249,7 +259,7 @@ class Registry:
             for source in distribution_manifests(MANIFEST_FILENAME):
                 self._read_distribution_manifest(source, snapshot, strict=strict)
         environment = self._environment_paths() if self._use_environment else []
-        for item in [*environment, *application_paths]:
+        for item in dict.fromkeys([*environment, *application_paths]):  # each file once
             self._read_application_manifest(item, snapshot, strict=strict)
         for name, (connector_class, replace_existing) in self._registered.items():
             self._add_registered(snapshot, name, connector_class, replace_existing, strict=strict)
@@ -483,6 +493,68 @@ class Registry:
 
     def _mark_broken(self, slot: _Slot, reason: str) -> None:
         slot.info = replace(slot.info, status=Status.BROKEN, problem=reason)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def open(
+        self,
+        name: str,
+        *,
+        config: ConnectorConfig | Mapping[str, Any],
+        context: AuthContext,
+        governance: Governance | None = None,
+        listener: StepListener | None = None,
+    ) -> Session:
+        """A governed session on connector `name`; use it with ``with``.
+
+        The config is validated (secret references resolved) when the session opens.
+        `listener` is called with every "finished" audit event of the session.
+        """
+        cls = self.get(name)
+        if is_async_connector(cls):
+            raise LifecycleError(f"connector {name!r} is async: use open_async()")
+        connector = cast(type[Connector[Any]], cls)()
+        options = self._session_options(name, config, context, governance)
+        return Session(connector, listener=listener, **options)
+
+    def open_async(
+        self,
+        name: str,
+        *,
+        config: ConnectorConfig | Mapping[str, Any],
+        context: AuthContext,
+        governance: Governance | None = None,
+        listener: StepListener | None = None,
+    ) -> AsyncSession:
+        """A governed async session on connector `name` (sync connectors run in a thread)."""
+        connector = self.get(name)()
+        options = self._session_options(name, config, context, governance)
+        return AsyncSession(connector, listener=listener, **options)
+
+    def _session_options(
+        self,
+        name: str,
+        config: ConnectorConfig | Mapping[str, Any],
+        context: AuthContext,
+        governance: Governance | None,
+    ) -> dict[str, Any]:
+        with self._lock:
+            slot = self._snapshot.slots[name]
+            self._fill_distribution(slot)
+            info = slot.info
+        meta = ConnectorMeta(
+            name,
+            info.entry.version if info.entry else None,
+            info.distribution,
+            info.distribution_version,
+        )
+        return {
+            "config": config,
+            "context": context,
+            "governance": governance or self.governance,
+            "meta": meta,
+            "entry": info.entry,
+        }
 
     # -- reporting -------------------------------------------------------------------------
 

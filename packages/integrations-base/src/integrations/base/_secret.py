@@ -11,6 +11,8 @@ from pydantic_core import core_schema
 __all__ = ["MASK", "Secret"]
 
 MASK: Final = "**********"
+RESOLVER_CONTEXT_KEY: Final = "integrations.secret_resolver"
+"""Validation-context key under which a `SecretResolver` resolves references in `Secret` fields."""
 
 
 class Secret:
@@ -57,7 +59,9 @@ class Secret:
     def __get_pydantic_core_schema__(
         cls, source_type: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        from_str = core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
+        from_str = core_schema.with_info_after_validator_function(
+            cls._from_validated_str, core_schema.str_schema()
+        )
         return core_schema.json_or_python_schema(
             json_schema=from_str,
             python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_str]),
@@ -65,6 +69,14 @@ class Secret:
                 lambda _secret: MASK, when_used="always"
             ),
         )
+
+    @classmethod
+    def _from_validated_str(cls, value: str, info: core_schema.ValidationInfo) -> Secret:
+        """Wrap `value`; a reference is resolved when validation runs with a secret resolver."""
+        resolver = (
+            info.context.get(RESOLVER_CONTEXT_KEY) if isinstance(info.context, dict) else None
+        )
+        return cls(resolver.resolve(value) if resolver is not None else value)
 
     @classmethod
     def __get_pydantic_json_schema__(

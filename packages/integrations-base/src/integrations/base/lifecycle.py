@@ -1,126 +1,150 @@
-"""The connector lifecycle: auth → connect → operations → revoke, with a report of every step.
+"""The governed connector lifecycle: auth → connect → operations → revoke.
 
-`run_lifecycle` runs a plan of operations through a connector and always revokes the token
-it obtained, whatever happens in between. The plan names each operation by its argument's
-model: a `FetchQuery` is a fetch, a `PushPayload` a push, a `SyncState` a sync.
+Platform code opens a `Session` (``registry.open(...)``) or an `AsyncSession`
+(``registry.open_async(...)``); `run_lifecycle` runs a whole plan of operations through one
+session and returns a report of every step with the session's audit trail. A plan names
+each operation by its argument's model: a `FetchQuery` is a fetch, a `PushPayload` a push,
+a `SyncState` a sync.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ._audit import AuditEvent, ConnectorMeta, FanOutAuditSink, MemoryAuditSink
 from ._connector import Connector
 from ._exceptions import IntegrationsError
-from ._models import (
-    AuthContext,
-    AuthToken,
-    ConnectorConfig,
-    FetchQuery,
-    PushPayload,
-    SyncState,
-)
+from ._governance import Governance
+from ._manifest import ConnectorEntry
+from ._models import AuthContext, ConnectorConfig, FetchQuery, PushPayload, SyncState
+from ._registry import Registry
+from ._session import AsyncSession, Session, SessionState
 
-__all__ = ["LifecycleReport", "PlannedOperation", "StepReport", "run_lifecycle"]
+__all__ = [
+    "AsyncSession",
+    "LifecycleReport",
+    "PlannedOperation",
+    "Session",
+    "SessionState",
+    "StepReport",
+    "run_lifecycle",
+]
 
 PlannedOperation = FetchQuery | PushPayload | SyncState
 """One operation of a plan, named by the type of its argument."""
 
-Outcome = Literal["ok", "error", "skipped"]
-
 
 @dataclass(frozen=True, slots=True)
 class StepReport:
-    """What one step did: its name, outcome, duration and result (or error type and message)."""
+    """One step as it finished: name, attempt, outcome, duration, and result or error type."""
 
     step: str
-    outcome: Outcome
+    attempt: int
+    outcome: Literal["ok", "denied", "error"]
     duration_seconds: float
-    result: BaseModel | None = None
     error_type: str | None = None
-    error: str | None = None
+    result: BaseModel | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LifecycleReport:
-    """The steps of one complete lifecycle, in the order they ran."""
+    """Every step of one governed lifecycle, its error if it stopped early, and the audit trail."""
 
     connector: str
+    correlation_id: str
     steps: tuple[StepReport, ...]
+    audit: tuple[AuditEvent, ...]
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Whether every step succeeded."""
-        return all(step.outcome == "ok" for step in self.steps)
+        """Whether the plan ran to the end and every step succeeded."""
+        return self.error is None and all(step.outcome == "ok" for step in self.steps)
 
 
-def _operation_name(operation: PlannedOperation) -> str:
+def _operation(session: Session, operation: PlannedOperation) -> BaseModel:
     if isinstance(operation, FetchQuery):
-        return "fetch"
+        return session.fetch(operation)
     if isinstance(operation, PushPayload):
-        return "push"
-    return "sync"
-
-
-def _dispatch(connector: Connector[Any], operation: PlannedOperation) -> BaseModel:
-    if isinstance(operation, FetchQuery):
-        return connector.fetch(operation)
-    if isinstance(operation, PushPayload):
-        return connector.push(operation)
-    return connector.sync(operation)
-
-
-def _timed(step: str, call: Callable[[], BaseModel]) -> StepReport:
-    started = time.perf_counter()
-    try:
-        result = call()
-    except IntegrationsError as error:
-        elapsed = time.perf_counter() - started
-        return StepReport(step, "error", elapsed, None, type(error).__name__, str(error))
-    return StepReport(step, "ok", time.perf_counter() - started, result)
+        return session.push(operation)
+    return session.sync(operation)
 
 
 def run_lifecycle(
-    connector: Connector[Any],
+    connector: Connector[Any] | str,
     *,
     config: ConnectorConfig | Mapping[str, Any],
     context: AuthContext,
     plan: Iterable[PlannedOperation] = (),
-    on_step: Callable[[StepReport], None] | None = None,
+    governance: Governance | None = None,
+    meta: ConnectorMeta | None = None,
+    entry: ConnectorEntry | None = None,
+    registry: Registry | None = None,
 ) -> LifecycleReport:
-    """Run auth, connect, every planned operation, then revoke; report each step.
+    """Run auth, connect, every planned operation, then revoke, in one governed session.
 
-    Operations stop at the first failing step; revoke runs whenever auth succeeded.
-    Failures of the library's error tree are reported, not raised; anything else propagates
-    after revoke. `on_step` sees each step as it completes (the demo prints them).
+    `connector` is a connector instance, or the name of one in `registry` (default: the
+    default registry), which then also supplies versions and manifest metadata.
+
+    The plan stops at the first operation that fails with a library error; revoke runs in
+    every case. Library errors are reported (`LifecycleReport.error`), not raised; any other
+    exception propagates after revoke.
     """
-    if not isinstance(config, ConnectorConfig):
-        config = type(connector).config_model.from_mapping(config)
+    if isinstance(connector, str):
+        from .registry import default_registry
+
+        registry = registry or default_registry
+        governance = governance or registry.governance
+    governance = governance or Governance()
+    trail = MemoryAuditSink()
+    governed = dataclasses.replace(governance, audit=FanOutAuditSink([governance.audit, trail]))
     steps: list[StepReport] = []
 
-    def record(report: StepReport) -> StepReport:
-        steps.append(report)
-        if on_step is not None:
-            on_step(report)
-        return report
+    def listen(event: AuditEvent) -> None:
+        steps.append(
+            StepReport(
+                event.operation,
+                event.attempt,
+                event.outcome or "ok",
+                event.duration_seconds or 0.0,
+                event.error_type,
+            )
+        )
 
-    auth = record(_timed("auth", lambda: connector.auth(context)))
-    token = auth.result
-    if not isinstance(token, AuthToken):
-        return LifecycleReport(type(connector).__name__, tuple(steps))
+    if isinstance(connector, str):
+        assert registry is not None  # chosen above for named connectors
+        session = registry.open(
+            connector, config=config, context=context, governance=governed, listener=listen
+        )
+        name = connector
+    else:
+        session = Session(
+            connector,
+            config=config,
+            context=context,
+            governance=governed,
+            meta=meta,
+            entry=entry,
+            listener=listen,
+        )
+        name = meta.name if meta else type(connector).__name__
+    error: str | None = None
     try:
-        if record(_timed("connect", lambda: connector.connect(config))).outcome == "ok":
+        with session:
             for operation in plan:
-                report = _timed(
-                    _operation_name(operation), partial(_dispatch, connector, operation)
-                )
-                if record(report).outcome != "ok":
-                    break
-    finally:
-        record(_timed("revoke", lambda: connector.revoke(token)))
-    return LifecycleReport(type(connector).__name__, tuple(steps))
+                result = _operation(session, operation)
+                steps[-1] = dataclasses.replace(steps[-1], result=result)
+    except IntegrationsError as failure:
+        error = f"{type(failure).__name__}: {failure}"
+    return LifecycleReport(
+        connector=name,
+        correlation_id=session.correlation_id,
+        steps=tuple(steps),
+        audit=tuple(trail.events),
+        error=error,
+    )

@@ -12,9 +12,11 @@ isolation (one per test, say)::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ._connector import Connector
+from ._governance import Governance
 from ._manifest import (
     AuditSpec,
     AuthSpec,
@@ -24,14 +26,17 @@ from ._manifest import (
     manifest_json_schema,
     parse_manifest,
 )
+from ._models import AuthContext, ConnectorConfig
 from ._registry import (
     DEFAULT_ALLOWED_MODULES,
     MANIFEST_ENV,
+    ConnectorClass,
     ConnectorInfo,
     ManifestProblem,
     Registry,
     Status,
 )
+from ._session import AsyncSession, Session
 
 __all__ = [
     "DEFAULT_ALLOWED_MODULES",
@@ -51,6 +56,8 @@ __all__ = [
     "get",
     "load_manifest",
     "manifest_json_schema",
+    "open",
+    "open_async",
     "parse_manifest",
     "problems",
     "refresh",
@@ -66,9 +73,31 @@ def register(name: str, connector_cls: type[Connector[Any]], *, replace: bool = 
     default_registry.register(name, connector_cls, replace=replace)
 
 
-def get(name: str) -> type[Connector[Any]]:
+def get(name: str) -> ConnectorClass:
     """The connector class named `name`, imported on first use."""
     return default_registry.get(name)
+
+
+def open(
+    name: str,
+    *,
+    config: ConnectorConfig | Mapping[str, Any],
+    context: AuthContext,
+    governance: Governance | None = None,
+) -> Session:
+    """A governed session on connector `name` from the default registry."""
+    return default_registry.open(name, config=config, context=context, governance=governance)
+
+
+def open_async(
+    name: str,
+    *,
+    config: ConnectorConfig | Mapping[str, Any],
+    context: AuthContext,
+    governance: Governance | None = None,
+) -> AsyncSession:
+    """A governed async session on connector `name` from the default registry."""
+    return default_registry.open_async(name, config=config, context=context, governance=governance)
 
 
 def load_manifest(

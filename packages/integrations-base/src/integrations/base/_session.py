@@ -1,0 +1,462 @@
+"""Governed sessions: auth → connect → operations → revoke, audited and policed.
+
+`Session` (sync) and `AsyncSession` share one `_Governor` that holds every rule — the state
+machine, policies, audit (fail-closed or not), secret resolution and the re-auth decision.
+The two session classes only differ in how they call the connector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Final, TypeVar, cast
+
+from ._audit import AuditEvent, ConnectorMeta, Outcome, Phase
+from ._connector import AsyncConnector, Capability, Connector
+from ._exceptions import AuditError, AuthExpired, LifecycleError, NotSupported, PolicyError
+from ._governance import Governance
+from ._manifest import ConnectorEntry
+from ._models import (
+    AuthContext,
+    AuthToken,
+    ConnectorConfig,
+    FetchQuery,
+    FetchResult,
+    PushPayload,
+    PushResult,
+    RevokeResult,
+    SyncResult,
+    SyncState,
+)
+from ._policy import PolicyRequest
+
+__all__ = ["AsyncSession", "Session", "SessionState", "StepListener"]
+
+logger = logging.getLogger("integrations.lifecycle")
+
+T = TypeVar("T")
+
+StepListener = Callable[[AuditEvent], None]
+"""Called with every "finished" event of a session (how `run_lifecycle` builds its report)."""
+
+
+class SessionState(StrEnum):
+    """Where a session is in its lifecycle."""
+
+    CREATED = "created"
+    AUTHENTICATED = "authenticated"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+_TRANSITIONS: Final[dict[SessionState, frozenset[SessionState]]] = {
+    SessionState.CREATED: frozenset({SessionState.AUTHENTICATED, SessionState.FAILED}),
+    SessionState.AUTHENTICATED: frozenset(
+        {SessionState.CONNECTED, SessionState.FAILED, SessionState.CLOSED}
+    ),
+    SessionState.CONNECTED: frozenset({SessionState.CLOSED, SessionState.FAILED}),
+    SessionState.FAILED: frozenset({SessionState.CLOSED}),
+    SessionState.CLOSED: frozenset(),
+}
+
+
+class _Governor:
+    """Every rule of a session, independent of whether the connector is sync or async."""
+
+    __slots__ = (
+        "_audit_failures",
+        "_entry",
+        "_listener",
+        "_sequence",
+        "audit_required",
+        "capabilities",
+        "context",
+        "correlation_id",
+        "governance",
+        "meta",
+        "state",
+        "token",
+    )
+
+    def __init__(
+        self,
+        *,
+        meta: ConnectorMeta,
+        entry: ConnectorEntry | None,
+        capabilities: frozenset[Capability],
+        context: AuthContext,
+        governance: Governance,
+        listener: StepListener | None,
+    ) -> None:
+        self.meta = meta
+        self._entry = entry
+        self.capabilities = capabilities
+        self.context = context
+        self.governance = governance
+        self.audit_required = governance.audit_required or bool(entry and entry.audit.required)
+        self.correlation_id = uuid.uuid4().hex
+        self.state = SessionState.CREATED
+        self.token: AuthToken | None = None
+        self._sequence = 0
+        self._audit_failures = 0
+        self._listener = listener
+
+    @property
+    def audit_failures(self) -> int:
+        return self._audit_failures
+
+    def transition(self, new: SessionState) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise LifecycleError(f"session cannot go from {self.state} to {new}")
+        self.state = new
+
+    def require(self, state: SessionState, action: str) -> None:
+        if self.state is not state:
+            raise LifecycleError(f"cannot {action}: session is {self.state}, not {state}")
+
+    def config(self, config_model: type[ConnectorConfig], raw: object) -> ConnectorConfig:
+        """Validate the config, resolving secret references now (at connect time)."""
+        if isinstance(raw, config_model):
+            return raw
+        if isinstance(raw, ConnectorConfig):
+            raw = raw.model_dump()
+        if not isinstance(raw, Mapping):
+            raise LifecycleError(f"config must be a mapping or a {config_model.__name__}")
+        return config_model.from_mapping(raw, secrets=self.governance.secrets)
+
+    def authorize(self, operation: str) -> None:
+        """Check support and policies before anything reaches the connector."""
+        if operation in _OPERATIONS and Capability(operation) not in self.capabilities:
+            self._deny(operation, "NotSupported", f"{self.meta.name} does not support {operation}")
+            raise NotSupported(f"connector {self.meta.name!r} does not support {operation}")
+        request = PolicyRequest(self.context, self.meta, self._entry, operation)
+        decision = self.governance.policies.evaluate(request)
+        if not decision.allowed:
+            self._deny(operation, "PolicyError", decision.code)
+            raise PolicyError(
+                f"{operation} on {self.meta.name!r} denied: {decision.code}: {decision.reason}",
+                decision.reason,
+            )
+
+    def _deny(self, operation: str, error_type: str, detail: str) -> None:
+        self._emit(operation, "finished", 1, "denied", error_type, 0.0, detail, strict=False)
+
+    def started(self, operation: str, attempt: int) -> float:
+        """Audit the start of a step; when audit is required and fails, the step must not run."""
+        self._emit(
+            operation, "started", attempt, None, None, None, None, strict=self.audit_required
+        )
+        return time.perf_counter()
+
+    def finished(
+        self, operation: str, attempt: int, started: float, error: BaseException | None
+    ) -> None:
+        duration = time.perf_counter() - started
+        outcome: Outcome = "ok" if error is None else "error"
+        error_type = None if error is None else type(error).__name__
+        event = self._emit(
+            operation, "finished", attempt, outcome, error_type, duration, None, strict=False
+        )
+        if self._listener is not None:
+            self._listener(event)
+
+    def _emit(
+        self,
+        operation: str,
+        phase: Phase,
+        attempt: int,
+        outcome: Outcome | None,
+        error_type: str | None,
+        duration: float | None,
+        detail: str | None,
+        *,
+        strict: bool,
+    ) -> AuditEvent:
+        self._sequence += 1
+        event = AuditEvent(
+            self.correlation_id,
+            self._sequence,
+            time.time(),
+            self.meta,
+            operation,
+            phase,
+            self.context.tenant,
+            self.context.actor,
+            attempt,
+            outcome,
+            error_type,
+            duration,
+            detail,
+        )
+        try:
+            self.governance.audit.emit(event)
+        except Exception as error:  # a sink may fail in any way; fail closed or count it
+            if strict:
+                raise AuditError(
+                    f"audit is required and the {operation} event could not be written "
+                    f"({type(error).__name__}); {operation} was not run"
+                ) from None
+            self._audit_failures += 1
+            logger.warning(
+                "audit event not written",
+                extra=self.log_fields(operation, error_type=type(error).__name__),
+            )
+        return event
+
+    def log_fields(self, operation: str, **more: object) -> dict[str, object]:
+        """Structured fields for `integrations.*` log records."""
+        return {
+            "connector": self.meta.name,
+            "operation": operation,
+            "tenant": self.context.tenant,
+            "correlation_id": self.correlation_id,
+            **more,
+        }
+
+
+_OPERATIONS: Final = frozenset(capability.value for capability in Capability)
+
+
+def _revoke_failure_note(error: BaseException) -> str:
+    return f"revoke failed while the session was closing: {type(error).__name__}: {error}"
+
+
+class _SessionBase:
+    """State and properties shared by the sync and async sessions."""
+
+    def __init__(
+        self,
+        connector: Any,
+        *,
+        config: ConnectorConfig | Mapping[str, Any],
+        context: AuthContext,
+        governance: Governance | None = None,
+        meta: ConnectorMeta | None = None,
+        entry: ConnectorEntry | None = None,
+        listener: StepListener | None = None,
+    ) -> None:
+        """Prepare a session; nothing reaches the connector before it is opened."""
+        self._raw_config = config
+        self._governor = _Governor(
+            meta=meta or ConnectorMeta(type(connector).__name__),
+            entry=entry,
+            capabilities=frozenset(type(connector).capabilities),
+            context=context,
+            governance=governance or Governance(),
+            listener=listener,
+        )
+        self.revoke_error: BaseException | None = None
+        """The error revoke raised while closing, if any (also audited and surfaced)."""
+
+    @property
+    def state(self) -> SessionState:
+        """The lifecycle state."""
+        return self._governor.state
+
+    @property
+    def correlation_id(self) -> str:
+        """The id shared by every audit event of this session."""
+        return self._governor.correlation_id
+
+    @property
+    def audit_failures(self) -> int:
+        """Audit events that could not be written (when audit is optional)."""
+        return self._governor.audit_failures
+
+
+class Session(_SessionBase):
+    """A governed session on a sync connector, used as a context manager.
+
+    Entering authenticates and connects; leaving — normally, by exception or by
+    cancellation — revokes the token. Only the operations the connector declares are
+    exposed; the others raise `NotSupported` before any call.
+    """
+
+    def __init__(self, connector: Connector[Any], **options: Any) -> None:
+        """Prepare a session on `connector`; see `Registry.open` for the options."""
+        super().__init__(connector, **options)
+        self.connector = connector
+
+    def _step(self, operation: str, call: Callable[[T], Any], argument: T, attempt: int = 1) -> Any:
+        governor = self._governor
+        started = governor.started(operation, attempt)
+        try:
+            result = call(argument)
+        except BaseException as error:
+            governor.finished(operation, attempt, started, error)
+            raise
+        governor.finished(operation, attempt, started, None)
+        return result
+
+    def open(self) -> Session:
+        """Authenticate, then connect; on failure revoke what was obtained and re-raise."""
+        governor = self._governor
+        governor.require(SessionState.CREATED, "open")
+        governor.authorize("auth")
+        try:
+            governor.token = self._step("auth", self.connector.auth, governor.context)
+            governor.transition(SessionState.AUTHENTICATED)
+            config = governor.config(type(self.connector).config_model, self._raw_config)
+            self._step("connect", self.connector.connect, config)
+            governor.transition(SessionState.CONNECTED)
+        except BaseException as error:
+            governor.state = SessionState.FAILED
+            self.close(error)
+            raise
+        return self
+
+    def _operate(self, operation: str, call: Callable[[T], Any], argument: T) -> Any:
+        governor = self._governor
+        governor.require(SessionState.CONNECTED, operation)
+        governor.authorize(operation)
+        try:
+            return self._step(operation, call, argument)
+        except AuthExpired:
+            governor.token = self._step("auth", self.connector.auth, governor.context, 2)
+            return self._step(operation, call, argument, 2)
+
+    def fetch(self, query: FetchQuery) -> FetchResult:
+        """Fetch one page through the connector."""
+        return cast(FetchResult, self._operate("fetch", self.connector.fetch, query))
+
+    def push(self, payload: PushPayload) -> PushResult:
+        """Push records through the connector."""
+        return cast(PushResult, self._operate("push", self.connector.push, payload))
+
+    def sync(self, state: SyncState) -> SyncResult:
+        """Sync changes through the connector."""
+        return cast(SyncResult, self._operate("sync", self.connector.sync, state))
+
+    def close(self, pending: BaseException | None = None) -> RevokeResult | None:
+        """Revoke the token (if any) and close; a revoke failure never hides `pending`."""
+        governor = self._governor
+        if governor.state is SessionState.CLOSED:
+            return None
+        token, governor.token = governor.token, None
+        result: RevokeResult | None = None
+        try:
+            if token is not None:
+                result = self._step("revoke", self.connector.revoke, token)
+        except Exception as error:
+            self.revoke_error = error
+            if pending is None:
+                raise
+            pending.add_note(_revoke_failure_note(error))
+        finally:
+            governor.state = SessionState.CLOSED
+        return result
+
+    def __enter__(self) -> Session:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close(exc)
+
+
+class AsyncSession(_SessionBase):
+    """The async twin of `Session`, used with ``async with``.
+
+    Works with async connectors and with sync ones, whose calls run in a worker thread.
+    """
+
+    def __init__(self, connector: AsyncConnector[Any] | Connector[Any], **options: Any) -> None:
+        """Prepare a session on `connector`; see `Registry.open_async` for the options."""
+        super().__init__(connector, **options)
+        self.connector = connector
+
+    async def _step(
+        self, operation: str, call: Callable[[T], Any], argument: T, attempt: int = 1
+    ) -> Any:
+        governor = self._governor
+        started = governor.started(operation, attempt)
+        try:
+            if inspect.iscoroutinefunction(call):
+                result = await cast(Callable[[T], Awaitable[Any]], call)(argument)
+            else:
+                result = await asyncio.to_thread(call, argument)
+        except BaseException as error:
+            governor.finished(operation, attempt, started, error)
+            raise
+        governor.finished(operation, attempt, started, None)
+        return result
+
+    async def open(self) -> AsyncSession:
+        """Authenticate, then connect; on failure revoke what was obtained and re-raise."""
+        governor = self._governor
+        governor.require(SessionState.CREATED, "open")
+        governor.authorize("auth")
+        try:
+            governor.token = await self._step("auth", self.connector.auth, governor.context)
+            governor.transition(SessionState.AUTHENTICATED)
+            config = governor.config(type(self.connector).config_model, self._raw_config)
+            await self._step("connect", self.connector.connect, config)
+            governor.transition(SessionState.CONNECTED)
+        except BaseException as error:
+            governor.state = SessionState.FAILED
+            await self.close(error)
+            raise
+        return self
+
+    async def _operate(self, operation: str, call: Callable[[T], Any], argument: T) -> Any:
+        governor = self._governor
+        governor.require(SessionState.CONNECTED, operation)
+        governor.authorize(operation)
+        try:
+            return await self._step(operation, call, argument)
+        except AuthExpired:
+            governor.token = await self._step("auth", self.connector.auth, governor.context, 2)
+            return await self._step(operation, call, argument, 2)
+
+    async def fetch(self, query: FetchQuery) -> FetchResult:
+        """Fetch one page through the connector."""
+        return cast(FetchResult, await self._operate("fetch", self.connector.fetch, query))
+
+    async def push(self, payload: PushPayload) -> PushResult:
+        """Push records through the connector."""
+        return cast(PushResult, await self._operate("push", self.connector.push, payload))
+
+    async def sync(self, state: SyncState) -> SyncResult:
+        """Sync changes through the connector."""
+        return cast(SyncResult, await self._operate("sync", self.connector.sync, state))
+
+    async def close(self, pending: BaseException | None = None) -> RevokeResult | None:
+        """Revoke the token (if any) and close, shielded from a second cancellation."""
+        governor = self._governor
+        if governor.state is SessionState.CLOSED:
+            return None
+        token, governor.token = governor.token, None
+        result: RevokeResult | None = None
+        try:
+            if token is not None:
+                result = await asyncio.shield(self._step("revoke", self.connector.revoke, token))
+        except Exception as error:
+            self.revoke_error = error
+            if pending is None:
+                raise
+            pending.add_note(_revoke_failure_note(error))
+        finally:
+            governor.state = SessionState.CLOSED
+        return result
+
+    async def __aenter__(self) -> AsyncSession:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close(exc)
