@@ -2,8 +2,7 @@
 
 Every lifecycle step and operation of a session emits a "started" and a "finished" event.
 Events carry who, what, when and how it ended — never payloads, records or secret values.
-Events are plain slotted objects so that auditing a call costs well under a microsecond
-before the sink; rendering to JSON happens only in sinks that write text.
+Rendering to JSON happens only in sinks that write text.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from ._exceptions import AuditError
 
@@ -47,9 +46,12 @@ class ConnectorMeta:
     distribution_version: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """One audit record: a step or operation of a session starting or finishing."""
+class AuditEvent(NamedTuple):
+    """One audit record: a step or operation of a session starting or finishing.
+
+    A named tuple: immutable, and the cheapest immutable record Python builds, which
+    matters because every governed call creates two.
+    """
 
     correlation_id: str
     sequence: int

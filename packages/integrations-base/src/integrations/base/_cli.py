@@ -68,8 +68,11 @@ def cli(ctx: click.Context, manifests: tuple[Path, ...]) -> None:
 def _discovered(ctx: click.Context) -> Registry:
     registry = Registry()
     manifests: tuple[Path, ...] = ctx.obj or ()
-    for path in manifests:
-        registry.load_manifest(path)
+    try:
+        for path in manifests:
+            registry.load_manifest(path)
+    except ManifestError as error:
+        raise click.ClickException(str(error)) from None
     registry.discover()
     return registry
 

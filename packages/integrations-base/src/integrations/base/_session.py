@@ -74,7 +74,9 @@ class _Governor:
         "_audit_failures",
         "_entry",
         "_listener",
+        "_requests",
         "_sequence",
+        "_supported",
         "audit_required",
         "capabilities",
         "context",
@@ -98,6 +100,8 @@ class _Governor:
         self.meta = meta
         self._entry = entry
         self.capabilities = capabilities
+        self._supported = frozenset(capability.value for capability in capabilities)
+        self._requests: dict[str, PolicyRequest] = {}
         self.context = context
         self.governance = governance
         self.audit_required = governance.audit_required or bool(entry and entry.audit.required)
@@ -133,10 +137,14 @@ class _Governor:
 
     def authorize(self, operation: str) -> None:
         """Check support and policies before anything reaches the connector."""
-        if operation in _OPERATIONS and Capability(operation) not in self.capabilities:
+        if operation in _OPERATIONS and operation not in self._supported:
             self._deny(operation, "NotSupported", f"{self.meta.name} does not support {operation}")
             raise NotSupported(f"connector {self.meta.name!r} does not support {operation}")
-        request = PolicyRequest(self.context, self.meta, self._entry, operation)
+        request = self._requests.get(operation)
+        if request is None:  # the request only depends on the session and the operation
+            request = self._requests[operation] = PolicyRequest(
+                self.context, self.meta, self._entry, operation
+            )
         decision = self.governance.policies.evaluate(request)
         if not decision.allowed:
             self._deny(operation, "PolicyError", decision.code)
