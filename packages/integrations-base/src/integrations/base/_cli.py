@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ._exceptions import IntegrationsError, ManifestError
@@ -41,12 +42,12 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
     for row in rows:
         style = "green" if row["status"] == Status.OK.value else "red"
         table.add_row(
-            row["name"] or "-",
-            row["distribution"] or "-",
-            row["version"] or "-",
+            escape(row["name"] or "-"),
+            escape(row["distribution"] or "-"),
+            escape(row["version"] or "-"),
             ", ".join(row["capabilities"]) or "-",
             f"[{style}]{row['status']}[/{style}]",
-            row["problem"] or "",
+            escape(row["problem"] or ""),
         )
     _console().print(table)
 
@@ -126,9 +127,9 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     console = _console()
     for key in ("name", "status", "problem", "distribution", "version", "source"):
-        console.print(f"[bold]{key}[/bold]: {document[key]}")
-    console.print("[bold]entry[/bold]:", json.dumps(document["entry"], indent=2))
-    console.print("[bold]config schema[/bold]:", json.dumps(config_schema, indent=2))
+        console.print(f"[bold]{key}[/bold]: {escape(str(document[key]))}")
+    console.print("[bold]entry[/bold]:", escape(json.dumps(document["entry"], indent=2)))
+    console.print("[bold]config schema[/bold]:", escape(json.dumps(config_schema, indent=2)))
 
 
 @cli.group()

@@ -108,7 +108,7 @@ def find_module_file(module: str) -> Path | None:
     """The file that `import module` would load, found without importing it.
 
     Follows the path-based finder's order for source modules and packages; modules served
-    by custom import hooks are not found, and their entries are refused rather than imported.
+    by custom import hooks are not found, so their entries are reported broken, never imported.
     """
     if module in sys.modules:
         loaded = getattr(sys.modules[module], "__file__", None)

@@ -108,8 +108,10 @@ class AuditSpec(_Spec):
 class SigningSpec(_Spec):
     """Whether payloads must be signed, and by which publisher key."""
 
-    required: bool = False
-    publisher_key_id: str | None = None
+    required: bool = Field(default=False, description="Payloads must carry a signature.")
+    publisher_key_id: str | None = Field(
+        default=None, description="Id of the key the publisher signs with."
+    )
 
 
 class ConnectorEntry(_Spec):
@@ -134,9 +136,13 @@ class ConnectorEntry(_Spec):
     config_schema: str | None = Field(
         default=None, description="Reference to the JSON Schema of the config model."
     )
-    auth: AuthSpec = Field(default_factory=AuthSpec)
-    audit: AuditSpec = Field(default_factory=AuditSpec)
-    signing: SigningSpec = Field(default_factory=SigningSpec)
+    auth: AuthSpec = Field(default_factory=AuthSpec, description="How the connector authenticates.")
+    audit: AuditSpec = Field(
+        default_factory=AuditSpec, description="Audit requirements of the connector."
+    )
+    signing: SigningSpec = Field(
+        default_factory=SigningSpec, description="Payload signing requirements."
+    )
     override: bool = Field(
         default=False,
         description="Application manifests only: replace a connector of the same name.",
@@ -169,9 +175,13 @@ class ConnectorEntry(_Spec):
 class ManifestDocument(_Spec):
     """A manifest file: schema version and connector entries."""
 
-    schema_uri: str | None = Field(default=None, alias="$schema")
-    schema_version: Literal[1] = 1
-    connectors: tuple[ConnectorEntry, ...] = ()
+    schema_uri: str | None = Field(
+        default=None, alias="$schema", description="Where editors find this JSON Schema."
+    )
+    schema_version: Literal[1] = Field(default=1, description="Version of the manifest format.")
+    connectors: tuple[ConnectorEntry, ...] = Field(
+        default=(), description="The connectors this manifest declares."
+    )
 
 
 @lru_cache(maxsize=256)
@@ -279,4 +289,27 @@ def manifest_json_schema() -> dict[str, Any]:
     capabilities["items"] = {
         "anyOf": [{"$ref": "#/$defs/Capability"}, {"$ref": "#/$defs/CapabilitySpec"}]
     }
+    schema["$defs"]["CapabilitySpec"]["properties"].update(_LEGACY_CAPABILITY_FIELDS)
     return schema
+
+
+_LEGACY_CAPABILITY_FIELDS: dict[str, Any] = {
+    "idempotency": {
+        "type": "boolean",
+        "deprecated": True,
+        "description": "Legacy name of `idempotent`.",
+    },
+    "quorum_policy": {
+        "anyOf": [
+            {"type": "integer", "minimum": 0},
+            {
+                "type": "object",
+                "properties": {"min_approvers": {"type": "integer", "minimum": 0}},
+            },
+        ],
+        "deprecated": True,
+        "description": 'Legacy form of `quorum`: a count or {"min_approvers": N}.',
+    },
+    "schema": {"type": "string", "deprecated": True, "description": "Legacy name of `schema_ref`."},
+}
+"""Legacy descriptor fields the loader accepts, listed so that editors accept them too."""

@@ -339,9 +339,7 @@ class Registry:
             entry=entry,
             capabilities=tuple(sorted(c.value for c in entry.declared_capabilities)),
         )
-        return _Slot(
-            info, distribution=origin.distribution if origin else None, verified=origin is None
-        )
+        return _Slot(info, distribution=origin.distribution if origin else None)
 
     def _manifest_problem(
         self, snapshot: _Snapshot, problem: ManifestProblem, strict: bool
@@ -364,7 +362,9 @@ class Registry:
         if strict:
             raise ConnectorConflict(f"connector {name!r} {reason}")
         info = replace(existing.info, status=Status.BROKEN, problem=reason)
-        snapshot.slots[name] = _Slot(info, verified=True, conflict=True)
+        snapshot.slots[name] = _Slot(
+            info, distribution=existing.distribution, verified=True, conflict=True
+        )
 
     def _add_registered(
         self, snapshot: _Snapshot, name: str, cls: ConnectorClass, override: bool, *, strict: bool
@@ -430,7 +430,11 @@ class Registry:
         return loaded
 
     def _verify(self, slot: _Slot) -> None:
-        """Refuse a distribution's entry that points at a module the distribution does not own."""
+        """Check, without importing, that the entry's module exists and may be imported.
+
+        A missing module is broken; a distribution's entry pointing at a module that the
+        distribution does not install is refused.
+        """
         if slot.verified or slot.info.status is not Status.OK or slot.info.entry is None:
             slot.verified = True
             return
