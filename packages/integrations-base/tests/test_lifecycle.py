@@ -51,8 +51,8 @@ from integrations.base import (
     SyncState,
     TenantAndActorRequired,
 )
-from integrations.base.registry import ConnectorEntry
 from integrations.base.lifecycle import run_lifecycle
+from integrations.base.registry import ConnectorEntry
 from integrations.mocks import MockConfig, MockConnector, reset_stores
 
 CONTEXT = AuthContext(tenant="acme", actor="alice")

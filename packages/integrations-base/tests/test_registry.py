@@ -352,17 +352,32 @@ def test_module_missing_is_broken(fake_site: FakeSite) -> None:
         registry.get(name)
 
 
-def test_application_manifest_module_missing_is_broken_on_get(fake_site: FakeSite) -> None:
+def test_application_manifest_module_missing_is_broken_before_any_import(
+    fake_site: FakeSite,
+) -> None:
     package = fake_site.unique("appmissing")
     name = fake_site.connector_name("appmissing")
     path = fake_site.write_manifest({"connectors": [fake_site.entry(name, f"{package}.absent")]})
     registry = local_registry(distributions=False, allowed_modules=[package])
     registry.discover(path)
 
+    info = registry.info(name)
+    assert (info.status, info.problem) == (Status.BROKEN, f"module {package}.absent not found")
+    with pytest.raises(ConnectorUnavailable) as raised:
+        registry.get(name)
+    assert str(raised.value) == f"connector '{name}' is broken: module {package}.absent not found"
+
+
+def test_module_importing_a_missing_dependency_is_broken(fake_site: FakeSite) -> None:
+    missing = fake_site.unique("dependency")
+    source = f"import {missing}\n" + fake_site.connector_source()
+    _, name, module = install_one(fake_site, "needsdep", source=source)
+    registry = local_registry()
+
     with pytest.raises(ConnectorUnavailable) as raised:
         registry.get(name)
 
-    expected = f"importing {package}.absent raised ModuleNotFoundError: No module named '{package}'"
+    expected = f"importing {module} raised ModuleNotFoundError: No module named '{missing}'"
     assert str(raised.value) == f"connector '{name}' is broken: {expected}"
     assert registry.info(name).problem == expected
 

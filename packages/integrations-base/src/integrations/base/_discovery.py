@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,9 +21,11 @@ __all__ = [
     "MANIFEST_GROUP",
     "ManifestSource",
     "clear_entry_point_cache",
+    "distribution_identity",
     "distribution_manifests",
     "distribution_owns",
     "entry_points_by_group",
+    "entry_points_in",
     "find_module_file",
 ]
 
@@ -33,24 +35,40 @@ SECRET_PROVIDER_GROUP = "integrations.secret_providers"
 ENTRY_POINT_GROUPS = (MANIFEST_GROUP, AUDIT_SINK_GROUP, SECRET_PROVIDER_GROUP)
 
 _scan_lock = threading.Lock()
-_scan: Mapping[str, tuple[metadata.EntryPoint, ...]] | None = None
+_select: Callable[..., metadata.EntryPoints] | None = None
+"""`select` of the process's one `entry_points()` scan; None until the first lookup."""
+_groups: dict[str, tuple[metadata.EntryPoint, ...]] = {}
+
+
+def entry_points_in(group: str) -> tuple[metadata.EntryPoint, ...]:
+    """The entry points of `group`, selected from the one scan per process when first asked.
+
+    Selecting walks every entry point of the scan, so a group is selected only when needed:
+    discovery asks for the manifests group alone.
+    """
+    global _select
+    with _scan_lock:
+        if group not in _groups:
+            if _select is None:
+                _select = metadata.entry_points().select
+            _groups[group] = tuple(_select(group=group))
+        return _groups[group]
 
 
 def entry_points_by_group() -> Mapping[str, tuple[metadata.EntryPoint, ...]]:
     """Every entry point of the framework's groups, from one scan per process."""
-    global _scan
-    with _scan_lock:
-        if _scan is None:
-            found = metadata.entry_points()
-            _scan = {group: tuple(found.select(group=group)) for group in ENTRY_POINT_GROUPS}
-        return _scan
+    return {group: entry_points_in(group) for group in ENTRY_POINT_GROUPS}
 
 
 def clear_entry_point_cache() -> None:
     """Forget the scan, so that the next discovery sees distributions installed since."""
-    global _scan
+    global _select
     with _scan_lock:
-        _scan = None
+        _select = None
+        _groups.clear()
+    with _ownership_lock:
+        _ownership.clear()
+        _identities.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +84,7 @@ class ManifestSource:
 
 def distribution_manifests(filename: str) -> list[ManifestSource]:
     """Locate the manifest of every distribution in the `integrations.manifests` group."""
-    sources = [
-        _locate(entry_point, filename) for entry_point in entry_points_by_group()[MANIFEST_GROUP]
-    ]
+    sources = [_locate(entry_point, filename) for entry_point in entry_points_in(MANIFEST_GROUP)]
     return sorted(sources, key=lambda source: source.label)
 
 
@@ -125,19 +141,32 @@ def find_module_file(module: str) -> Path | None:
     return None
 
 
+# Keyed by the distribution objects of the scan (identity): reading a key must not parse
+# metadata, and `clear_entry_point_cache` drops both caches with the scan they came from.
 _ownership_lock = threading.Lock()
-_ownership: dict[str, tuple[frozenset[Path], tuple[Path, ...]]] = {}
+_ownership: dict[metadata.Distribution, tuple[frozenset[Path], tuple[Path, ...]]] = {}
+_identities: dict[metadata.Distribution, tuple[str | None, str | None]] = {}
+
+
+def distribution_identity(distribution: metadata.Distribution) -> tuple[str | None, str | None]:
+    """The distribution's name and version, read from its metadata once per scan."""
+    with _ownership_lock:
+        if distribution in _identities:
+            return _identities[distribution]
+    found = distribution.metadata
+    identity = (found["Name"], found["Version"])
+    with _ownership_lock:
+        _identities[distribution] = identity
+    return identity
 
 
 def _installed_paths(
     distribution: metadata.Distribution,
 ) -> tuple[frozenset[Path], tuple[Path, ...]]:
     """The files a distribution installs, and the source roots its `.pth` files add."""
-    key = str(distribution.locate_file(""))
-    key += f"::{distribution.metadata['Name']}"
     with _ownership_lock:
-        if key in _ownership:
-            return _ownership[key]
+        if distribution in _ownership:
+            return _ownership[distribution]
     files: set[Path] = set()
     roots: list[Path] = []
     for item in distribution.files or ():
@@ -147,7 +176,7 @@ def _installed_paths(
             roots.extend(_pth_roots(location))
     result = (frozenset(files), tuple(roots))
     with _ownership_lock:
-        _ownership[key] = result
+        _ownership[distribution] = result
     return result
 
 

@@ -114,6 +114,9 @@ class SigningSpec(_Spec):
     )
 
 
+_NO_AUTH, _NO_AUDIT, _NO_SIGNING = AuthSpec(), AuditSpec(), SigningSpec()
+
+
 class ConnectorEntry(_Spec):
     """One connector declared by a manifest."""
 
@@ -136,12 +139,16 @@ class ConnectorEntry(_Spec):
     config_schema: str | None = Field(
         default=None, description="Reference to the JSON Schema of the config model."
     )
-    auth: AuthSpec = Field(default_factory=AuthSpec, description="How the connector authenticates.")
+    # The defaults are shared frozen instances: building three models per entry was most of
+    # the cost of validating a manifest.
+    auth: AuthSpec = Field(
+        default_factory=lambda: _NO_AUTH, description="How the connector authenticates."
+    )
     audit: AuditSpec = Field(
-        default_factory=AuditSpec, description="Audit requirements of the connector."
+        default_factory=lambda: _NO_AUDIT, description="Audit requirements of the connector."
     )
     signing: SigningSpec = Field(
-        default_factory=SigningSpec, description="Payload signing requirements."
+        default_factory=lambda: _NO_SIGNING, description="Payload signing requirements."
     )
     override: bool = Field(
         default=False,

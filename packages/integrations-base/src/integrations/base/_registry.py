@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +24,7 @@ from ._connector import AsyncConnector, Capability, Connector, contract_problems
 from ._discovery import (
     ManifestSource,
     clear_entry_point_cache,
+    distribution_identity,
     distribution_manifests,
     distribution_owns,
     find_module_file,
@@ -161,8 +163,10 @@ def _module_allowed(module: str, prefixes: Iterable[str]) -> bool:
     )
 
 
-def _contract_compatible(entry: ConnectorEntry) -> bool:
-    return contract_specifier(entry.contract).contains(CONTRACT_VERSION, prereleases=True)
+@lru_cache(maxsize=256)
+def _contract_compatible(contract: str) -> bool:
+    """Whether the installed contract is in `contract`; entries share the same few ranges."""
+    return contract_specifier(contract).contains(CONTRACT_VERSION, prereleases=True)
 
 
 class Registry:
@@ -317,7 +321,7 @@ class Registry:
         self, entry: ConnectorEntry, path: Path, index: int, origin: ManifestSource | None
     ) -> _Slot:
         status, problem = Status.OK, None
-        if not _contract_compatible(entry):
+        if not _contract_compatible(entry.contract):
             status = Status.INCOMPATIBLE
             problem = (
                 f"supports contract {entry.contract}, installed contract is {CONTRACT_VERSION}"
@@ -598,8 +602,10 @@ class Registry:
         distribution = slot.distribution
         if distribution is None or slot.info.distribution_version is not None:
             return
-        name = distribution.metadata["Name"] or slot.info.distribution
-        slot.info = replace(slot.info, distribution=name, distribution_version=distribution.version)
+        name, version = distribution_identity(distribution)
+        slot.info = replace(
+            slot.info, distribution=name or slot.info.distribution, distribution_version=version
+        )
 
 
 def _read_or_raise(path: Path) -> None:

@@ -1,0 +1,314 @@
+"""Cost of discovery: our manifest discovery vs the bare entry-point scan vs stevedore.
+
+Generates, in a temporary directory, a site of 200 fake distributions with 5 connectors each:
+every distribution has a ``.dist-info`` (METADATA, RECORD, entry_points.txt), a package with
+``manifest.json`` and five tiny connector modules that append their name to the file named by
+``BENCH_IMPORT_LOG`` when imported. entry_points.txt holds our ``integrations.manifests``
+entry and, for the comparison, the same connectors as a stevedore-style
+``integrations.connectors`` group (one entry point per connector class).
+
+Each measurement runs in a fresh interpreter (``PYTHONPATH`` = the site + this checkout's
+integrations-base sources) and times only the call, after the imports it needs:
+  (a) bare scan: ``importlib.metadata.entry_points(group="integrations.manifests")``;
+  (b) stevedore: ``ExtensionManager("integrations.connectors", invoke_on_load=False)``, which
+      loads (imports) every plugin; integrations.base is imported beforehand, so (b) pays for
+      the plugin modules themselves, not for pydantic;
+  (c) ``Registry().discover()`` cold (the import of ``integrations.base.registry`` is reported
+      on its own line);
+  (d) ``get()`` of one connector after (c), in the same process;
+  (e) the connector modules (c) imported: must be 0;
+  and, so that the cost deferred by laziness stays visible, ``connectors()`` after (d): the
+  ownership check of every entry (each distribution's RECORD) and the distribution versions.
+Targets: (c) <= 1.5 x (a) and (b) >= 4 x (c); (e) == 0.
+
+Run: python benchmarks/discovery.py [--repeats N] [--budget SECONDS] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+DISTRIBUTIONS = 200
+CONNECTORS = 5
+BASE_SRC = Path(__file__).resolve().parents[1] / "packages" / "integrations-base" / "src"
+
+_MODULE = """\
+import os as _os
+
+_log = _os.environ.get("BENCH_IMPORT_LOG")
+if _log:
+    with open(_log, "a", encoding="utf-8") as _file:
+        _file.write(__name__ + "\\n")
+
+from integrations.base import (
+    AuthToken,
+    BaseConnector,
+    Capability,
+    Connection,
+    FetchResult,
+    RevokeResult,
+    Secret,
+)
+
+
+class {cls}(BaseConnector):
+    capabilities = frozenset({{Capability.FETCH}})
+
+    def auth(self, context):
+        return AuthToken(value=Secret("token"))
+
+    def connect(self, config):
+        return Connection(connection_id="{name}")
+
+    def fetch(self, query):
+        return FetchResult()
+
+    def revoke(self, token):
+        return RevokeResult(revoked=True)
+"""
+
+# The child programs. Each prints one JSON object; times are in seconds.
+_BARE = """\
+import json, time
+from importlib import metadata
+start = time.perf_counter()
+found = metadata.entry_points(group="integrations.manifests")
+elapsed = time.perf_counter() - start
+print(json.dumps({"scan": elapsed, "entry_points": len(found)}))
+"""
+
+_STEVEDORE = """\
+import json, os, sys, time
+import integrations.base
+from stevedore import ExtensionManager
+start = time.perf_counter()
+manager = ExtensionManager("integrations.connectors", invoke_on_load=False)
+elapsed = time.perf_counter() - start
+log = os.environ["BENCH_IMPORT_LOG"]
+imported = len(open(log).read().splitlines()) if os.path.exists(log) else 0
+print(json.dumps({"stevedore": elapsed, "extensions": len(manager.extensions),
+                  "imported": imported}))
+"""
+
+_DISCOVER = """\
+import json, os, sys, time
+start = time.perf_counter()
+from integrations.base.registry import Registry, Status
+imported_registry = time.perf_counter() - start
+registry = Registry()
+start = time.perf_counter()
+infos = registry.discover()
+discover = time.perf_counter() - start
+log = os.environ["BENCH_IMPORT_LOG"]
+def imported():
+    return len(open(log).read().splitlines()) if os.path.exists(log) else 0
+after_discover = imported()
+loaded_modules = sum(1 for name in list(sys.modules) if name.startswith("bench_pkg_"))
+start = time.perf_counter()
+cls = registry.get("bench-000-0")
+get = time.perf_counter() - start
+assert cls.__name__ == "Connector0", cls
+start = time.perf_counter()
+everything = registry.connectors()
+connectors = time.perf_counter() - start
+bench = [info for info in everything if info.name.startswith("bench-")]
+print(json.dumps({
+    "import": imported_registry, "discover": discover, "get": get,
+    "connectors": connectors, "declared": len([i for i in infos if i.name.startswith("bench-")]),
+    "ok": sum(1 for info in bench if info.status is Status.OK),
+    "imported_by_discover": after_discover, "modules_after_discover": loaded_modules,
+    "imported_after_get": imported(),
+}))
+"""
+
+
+def generate_site(root: Path, distributions: int, connectors: int) -> None:
+    """Write the fake distributions into `root`, as an installer would."""
+    for index in range(distributions):
+        name = f"bench-dist-{index:03d}"
+        package = f"bench_pkg_{index:03d}"
+        package_dir = root / package
+        package_dir.mkdir(parents=True)
+        files = [f"{package}/__init__.py", f"{package}/manifest.json"]
+        (package_dir / "__init__.py").write_text("", encoding="utf-8")
+        entries = []
+        stevedore_lines = []
+        for number in range(connectors):
+            module = f"conn_{number}"
+            cls = f"Connector{number}"
+            connector = f"bench-{index:03d}-{number}"
+            (package_dir / f"{module}.py").write_text(
+                _MODULE.format(cls=cls, name=connector), encoding="utf-8"
+            )
+            files.append(f"{package}/{module}.py")
+            entries.append(
+                {
+                    "name": connector,
+                    "module": f"{package}.{module}",
+                    "class": cls,
+                    "description": f"Benchmark connector {number} of {name}.",
+                    "version": "1.0.0",
+                    "capabilities": [{"action": "fetch", "idempotent": True}],
+                    "tags": ["benchmark"],
+                }
+            )
+            stevedore_lines.append(f"{connector} = {package}.{module}:{cls}")
+        manifest = {"schema_version": 1, "connectors": entries}
+        (package_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), "utf-8")
+        dist_info = root / f"{name.replace('-', '_')}-1.0.0.dist-info"
+        dist_info.mkdir()
+        (dist_info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0.0\n", encoding="utf-8"
+        )
+        (dist_info / "entry_points.txt").write_text(
+            f"[integrations.manifests]\n{name} = {package}\n\n"
+            "[integrations.connectors]\n" + "\n".join(stevedore_lines) + "\n",
+            encoding="utf-8",
+        )
+        files += [f"{dist_info.name}/{item}" for item in ("METADATA", "entry_points.txt")]
+        files.append(f"{dist_info.name}/RECORD")
+        (dist_info / "RECORD").write_text("".join(f"{item},,\n" for item in files), "utf-8")
+
+
+def run_child(program: str, environment: dict[str, str], log: Path) -> dict[str, float]:
+    """Run `program` in a fresh interpreter; its import log starts empty."""
+    log.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark child failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def has_stevedore() -> bool:
+    try:
+        import stevedore  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> None:
+    """Generate the site, run every measurement interleaved, print medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=11, help="fresh runs per measurement")
+    parser.add_argument("--budget", type=float, default=180.0, help="stop repeating after (s)")
+    parser.add_argument("--distributions", type=int, default=DISTRIBUTIONS)
+    parser.add_argument("--connectors", type=int, default=CONNECTORS)
+    parser.add_argument("--keep", action="store_true", help="keep the generated site")
+    parser.add_argument(
+        "--base-src",
+        type=Path,
+        default=BASE_SRC,
+        help="directory holding integrations/base (default: this checkout's sources; "
+        "when it does not exist, the installed integrations-base is used)",
+    )
+    options = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="integrations-bench-"))
+    site = workdir / "site"
+    log = workdir / "imported.log"
+    generate_site(site, options.distributions, options.connectors)
+    path = [str(site)]
+    if (options.base_src / "integrations" / "base" / "__init__.py").is_file():
+        path.append(str(options.base_src))
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("INTEGRATIONS_")
+    }
+    environment.update(
+        PYTHONPATH=os.pathsep.join(path),
+        BENCH_IMPORT_LOG=str(log),
+        PYTHONDONTWRITEBYTECODE="1",
+        XDG_CACHE_HOME=str(workdir / "cache"),  # stevedore's entry-point cache, kept here
+    )
+
+    programs: dict[str, str] = {"bare": _BARE, "discover": _DISCOVER}
+    if has_stevedore():
+        programs["stevedore"] = _STEVEDORE
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in programs}
+    for program in programs.values():  # warm the OS file cache and write .pyc-less imports
+        run_child(program, environment, log)
+    started = time.perf_counter()
+    for _ in range(options.repeats):
+        for name, program in programs.items():
+            samples[name].append(run_child(program, environment, log))
+        if time.perf_counter() - started > options.budget:
+            break
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(sample[key] for sample in samples[name])
+
+    def last(name: str, key: str) -> float:
+        return samples[name][-1][key]
+
+    runs = len(samples["bare"])
+    total = options.distributions * options.connectors
+    bare = median("bare", "scan")
+    discover = median("discover", "discover")
+    rows: list[tuple[str, str]] = [
+        ("(a) bare entry_points(group=...) scan", _ms(bare)),
+        ("(c) Registry().discover(), cold", _ms(discover)),
+        ("    import integrations.base.registry", _ms(median("discover", "import"))),
+        ("(d) get() of one connector after discover", _ms(median("discover", "get"))),
+        ("    connectors(): ownership + versions", _ms(median("discover", "connectors"))),
+        (
+            "(e) connector modules imported by discover",
+            f"{last('discover', 'imported_by_discover'):.0f}",
+        ),
+    ]
+    stevedore: float | None = None
+    if "stevedore" in samples:
+        stevedore = median("stevedore", "stevedore")
+        rows.insert(1, ("(b) stevedore ExtensionManager (loads)", _ms(stevedore)))
+        rows.append(("    modules imported by stevedore", f"{last('stevedore', 'imported'):.0f}"))
+
+    ratio: Callable[[float, float], str] = lambda a, b: f"{a / b:.2f}x"  # noqa: E731
+    print(
+        f"{options.distributions} distributions x {options.connectors} connectors "
+        f"= {total} connectors; {runs} fresh runs each, medians; Python "
+        f"{sys.version.split()[0]}"
+    )
+    width = max(len(label) for label, _ in rows)
+    print(f"{'measurement':<{width}}  {'median':>10}")
+    print(f"{'-' * width}  {'-' * 10}")
+    for label, value in rows:
+        print(f"{label:<{width}}  {value:>10}")
+    print()
+    print(f"discover / bare scan    = {ratio(discover, bare):>7}   (target <= 1.50x)")
+    if stevedore is not None:
+        print(f"stevedore / discover    = {ratio(stevedore, discover):>7}   (target >= 4.00x)")
+    print(
+        f"declared {last('discover', 'declared'):.0f}, ok {last('discover', 'ok'):.0f}, "
+        f"modules in sys.modules after discover: "
+        f"{last('discover', 'modules_after_discover'):.0f}, "
+        f"imported after get: {last('discover', 'imported_after_get'):.0f}"
+    )
+    if options.keep:
+        print(f"site kept in {site}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+if __name__ == "__main__":
+    main()
