@@ -18,10 +18,14 @@ from integrations.base import (
     PolicyError,
     PushPayload,
     Record,
+    SecretResolver,
     SyncState,
     registry,
 )
 from integrations.base.lifecycle import LifecycleReport, run_lifecycle
+
+MOCK_CONFIG = {"store": "demo", "api_key": "env:DEMO_MOCK_API_KEY"}
+"""The API key is passed by reference; the session resolves it when it opens."""
 
 
 def heading(text: str) -> None:
@@ -86,7 +90,7 @@ def main() -> None:
     )
     report = run_lifecycle(
         "mock",
-        config={"store": "demo", "api_key": "env:DEMO_MOCK_API_KEY"},
+        config=MOCK_CONFIG,
         context=context,
         plan=[
             PushPayload(records=records, idempotency_key="demo-batch-1"),
@@ -96,6 +100,19 @@ def main() -> None:
         governance=Governance(audit=MemoryAuditSink()),
     )
     print_report(report)
+
+    heading("Incremental sync: only what changed since the saved state")
+    with registry.open("mock", config=MOCK_CONFIG, context=context) as session:
+        saved = session.sync(SyncState()).state.to_json()
+        session.push(PushPayload(records=(Record(id="note-2", deleted=True),)))
+        changes = session.sync(SyncState.from_json(saved)).changes
+        print(f"  saved state {saved}")
+        print(
+            f"  changes since: {[(r.id, 'deleted' if r.deleted else 'upserted') for r in changes]}"
+        )
+    config_model = registry.get("mock").config_model
+    resolved = config_model.from_mapping(MOCK_CONFIG, secrets=SecretResolver())
+    print(f"  the resolved config as any log shows it: {resolved!r}")
 
     heading("Policies: a session without an actor")
     try:
