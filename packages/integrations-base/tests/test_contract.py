@@ -100,7 +100,8 @@ def test_secret_fields_are_masked_in_dumps_and_schema() -> None:
 
     assert isinstance(config.api_key, Secret)
     assert config.api_key.reveal() == RAW
-    assert config.model_dump()["api_key"] == MASK
+    assert config.model_dump(mode="json")["api_key"] == MASK
+    assert repr(config.model_dump()["api_key"]) == f"Secret({MASK!r})"
     assert RAW not in config.model_dump_json()
     assert json.loads(config.model_dump_json())["api_key"] == MASK
     assert RAW not in repr(config)

@@ -91,7 +91,7 @@ def governance(sink: MemoryAuditSink) -> Governance:
 def open_session(
     connector: MockConnector | None = None,
     governance: Governance | None = None,
-    config: dict[str, Any] | None = None,
+    config: dict[str, Any] | MockConfig | None = None,
     context: AuthContext = CONTEXT,
 ) -> Session:
     return Session(
@@ -114,9 +114,9 @@ def test_session_runs_auth_connect_operations_revoke_in_order(
 ) -> None:
     connector = MockConnector()
     session = open_session(connector, governance)
-    assert session.state is SessionState.CREATED
+    assert session.state.value == "created"
     with session:
-        assert session.state is SessionState.CONNECTED
+        assert session.state.value == "connected"
         assert session.push(PushPayload(records=RECORDS)).accepted == ("a", "b")
         assert [r.id for r in session.fetch(FetchQuery()).records] == ["b", "a"]
         assert session.sync(SyncState()).upserted == 2
@@ -183,7 +183,7 @@ def test_connect_failure_still_revokes_the_token(governance: Governance) -> None
     assert [c.operation for c in connector.calls] == ["auth", "connect", "revoke"]
 
 
-def test_invalid_config_is_a_config_error_naming_the_field_and_still_revokes(
+def test_invalid_config_is_a_config_error_naming_the_field_before_any_call(
     governance: Governance,
 ) -> None:
     connector = MockConnector()
@@ -191,7 +191,8 @@ def test_invalid_config_is_a_config_error_naming_the_field_and_still_revokes(
     with pytest.raises(ConfigError, match="page_size_max") as raised, session:
         pass
     assert raised.value.problems[0][0] == "page_size_max"
-    assert [c.operation for c in connector.calls] == ["auth", "revoke"]
+    assert connector.calls == ()
+    assert session.state is SessionState.CLOSED
 
 
 def test_undeclared_operation_raises_not_supported_before_any_call(
@@ -302,6 +303,51 @@ def test_required_audit_fails_closed_and_the_operation_does_not_run() -> None:
     with pytest.raises(AuditError, match="auth was not run"), session:
         pass
     assert connector.calls == ()
+
+
+def test_revoke_runs_even_when_its_audit_event_cannot_be_written() -> None:
+    class FailsOnRevoke(MemoryAuditSink):
+        def emit(self, event: AuditEvent) -> None:
+            if event.operation == "revoke":
+                raise OSError("disk full")
+            super().emit(event)
+
+    connector = MockConnector()
+    session = open_session(connector, Governance(audit=FailsOnRevoke(), audit_required=True))
+    with session:
+        session.fetch(FetchQuery())
+    assert connector.calls[-1].operation == "revoke"
+    assert session.audit_failures == 2
+
+
+def test_a_config_instance_has_its_secret_references_resolved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MOCK_INSTANCE_KEY", "resolved-value")
+    connector = MockConnector()
+    config = MockConfig.model_validate({"store": "s", "api_key": "env:MOCK_INSTANCE_KEY"})
+    with open_session(connector, config=config):
+        pass
+    assert connector.config is not None
+    assert connector.config.api_key is not None
+    assert connector.config.api_key.reveal() == "resolved-value"
+
+
+def test_a_session_refuses_an_async_connector() -> None:
+    from integrations.base import AsyncBaseConnector
+
+    class Nothing(AsyncBaseConnector[MockConfig]):
+        async def auth(self, context: AuthContext) -> Any:
+            raise AssertionError
+
+        async def connect(self, config: MockConfig) -> Any:
+            raise AssertionError
+
+        async def revoke(self, token: Any) -> Any:
+            raise AssertionError
+
+    with pytest.raises(LifecycleError, match="AsyncSession"):
+        Session(Nothing(), config={}, context=CONTEXT)  # type: ignore[arg-type]  # the point of the test
 
 
 def test_manifest_audit_required_fails_closed_for_that_connector() -> None:
@@ -498,9 +544,7 @@ def test_quorum_policy_alone_ignores_lifecycle_steps() -> None:
 def test_secret_references_resolve_at_connect_time(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from integrations.mocks import get_store
 
-    get_store("vaulted").api_key = None  # the store accepts any key until one is set
     monkeypatch.setenv("MOCK_KEY", "from-env")
     connector = MockConnector()
     with open_session(connector, config={"store": "vaulted", "api_key": "env:MOCK_KEY"}):
@@ -518,12 +562,13 @@ def test_secret_references_resolve_at_connect_time(
     assert connector.config.api_key.reveal() == "from-file"
 
 
-def test_missing_secret_names_the_reference_and_still_revokes() -> None:
+def test_missing_secret_names_the_reference_before_any_call() -> None:
     connector = MockConnector()
     session = open_session(connector, config={"store": "s", "api_key": "env:NOT_SET_ANYWHERE"})
-    with pytest.raises(SecretError, match="env:NOT_SET_ANYWHERE"), session:
+    with pytest.raises(SecretError, match="env:NOT_SET_ANYWHERE") as raised, session:
         pass
-    assert [c.operation for c in connector.calls] == ["auth", "revoke"]
+    assert connector.calls == ()
+    assert "NOT_SET_ANYWHERE" in str(raised.value)
 
 
 def test_custom_secret_provider_and_literal_escape() -> None:

@@ -214,7 +214,9 @@ _ENTRY_FIELDS = {
 valid_entry = st.fixed_dictionaries(
     {
         "name": st.from_regex(r"[a-z][a-z0-9.]{0,6}", fullmatch=True),
-        "module": st.sampled_from(["integrations.ok", "integrations.x.y", "elsewhere.mod"]),
+        "module": st.sampled_from(
+            ["integrations.base", "integrations.base.connector", "integrations.x", "other.mod"]
+        ),
         "class": st.sampled_from(["Connector", "Other"]),
     },
     optional={

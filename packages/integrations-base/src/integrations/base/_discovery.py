@@ -130,14 +130,13 @@ def find_module_file(module: str) -> Path | None:
         loaded = getattr(sys.modules[module], "__file__", None)
         if loaded:
             return Path(loaded).resolve()
-    relative = Path(*module.split("."))
-    for root in _search_path():
-        for candidate in (
-            root / relative / "__init__.py",
-            root.joinpath(relative).with_suffix(".py"),
-        ):
-            if candidate.is_file():
-                return candidate.resolve()
+    relative = os.path.join(*module.split("."))  # plain strings: pathlib costs 2x here
+    roots = [entry or os.curdir for entry in sys.path if isinstance(entry, str)]
+    for root in roots:
+        base = os.path.join(root, relative)
+        for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
+            if os.path.isfile(candidate):
+                return Path(os.path.realpath(candidate))
     return None
 
 
@@ -170,7 +169,7 @@ def _installed_paths(
     files: set[Path] = set()
     roots: list[Path] = []
     for item in distribution.files or ():
-        location = Path(str(distribution.locate_file(item))).resolve()
+        location = Path(os.path.realpath(str(distribution.locate_file(item))))
         files.add(location)
         if item.suffix == ".pth" and location.is_file():
             roots.extend(_pth_roots(location))

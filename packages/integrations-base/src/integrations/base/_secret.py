@@ -59,23 +59,26 @@ class Secret:
     def __get_pydantic_core_schema__(
         cls, source_type: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        from_str = core_schema.with_info_after_validator_function(
-            cls._from_validated_str, core_schema.str_schema()
-        )
-        return core_schema.json_or_python_schema(
-            json_schema=from_str,
-            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_str]),
+        return core_schema.with_info_plain_validator_function(
+            cls._validate,
             serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda _secret: MASK, when_used="always"
+                lambda _secret: MASK, when_used="json"
             ),
         )
 
     @classmethod
-    def _from_validated_str(cls, value: str, info: core_schema.ValidationInfo) -> Secret:
-        """Wrap `value`; a reference is resolved when validation runs with a secret resolver."""
-        resolver = (
-            info.context.get(RESOLVER_CONTEXT_KEY) if isinstance(info.context, dict) else None
-        )
+    def _validate(cls, value: object, info: core_schema.ValidationInfo) -> Secret:
+        """A `Secret` from a str or a `Secret`, resolving a reference when a resolver is given.
+
+        JSON renders a secret as the mask; Python-mode dumps keep the `Secret` itself, so a
+        dumped config validates again without losing its secrets.
+        """
+        if isinstance(value, Secret):
+            value = value._value
+        if not isinstance(value, str):
+            raise ValueError("a secret must be a string")
+        context = info.context
+        resolver = context.get(RESOLVER_CONTEXT_KEY) if isinstance(context, dict) else None
         return cls(resolver.resolve(value) if resolver is not None else value)
 
     @classmethod

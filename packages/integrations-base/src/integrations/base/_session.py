@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 from ._audit import AuditEvent, ConnectorMeta, Outcome, Phase
-from ._connector import AsyncConnector, Capability, Connector
+from ._connector import AsyncConnector, Capability, Connector, is_async_connector
 from ._exceptions import AuditError, AuthExpired, LifecycleError, NotSupported, PolicyError
 from ._governance import Governance
 from ._manifest import ConnectorEntry
@@ -126,9 +126,11 @@ class _Governor:
             raise LifecycleError(f"cannot {action}: session is {self.state}, not {state}")
 
     def config(self, config_model: type[ConnectorConfig], raw: object) -> ConnectorConfig:
-        """Validate the config, resolving secret references now (at connect time)."""
-        if isinstance(raw, config_model):
-            return raw
+        """Validate the config, resolving secret references now, as the session opens.
+
+        A config model instance is validated again from its fields, so references it holds
+        in `Secret` fields are resolved too (`model_dump` keeps `Secret` values as they are).
+        """
         if isinstance(raw, ConnectorConfig):
             raw = raw.model_dump()
         if not isinstance(raw, Mapping):
@@ -154,13 +156,20 @@ class _Governor:
             )
 
     def _deny(self, operation: str, error_type: str, detail: str) -> None:
-        self._emit(operation, "finished", 1, "denied", error_type, 0.0, detail, strict=False)
+        event = self._emit(
+            operation, "finished", 1, "denied", error_type, 0.0, detail, strict=False
+        )
+        if self._listener is not None:
+            self._listener(event)
 
     def started(self, operation: str, attempt: int) -> float:
-        """Audit the start of a step; when audit is required and fails, the step must not run."""
-        self._emit(
-            operation, "started", attempt, None, None, None, None, strict=self.audit_required
-        )
+        """Audit the start of a step; when audit is required and fails, the step must not run.
+
+        Revoke is the exception: withdrawing access is never blocked by a failing audit
+        sink; its lost event is counted like any optional one.
+        """
+        strict = self.audit_required and operation != "revoke"
+        self._emit(operation, "started", attempt, None, None, None, None, strict=strict)
         return time.perf_counter()
 
     def finished(
@@ -289,6 +298,8 @@ class Session(_SessionBase):
 
     def __init__(self, connector: Connector[Any], **options: Any) -> None:
         """Prepare a session on `connector`; see `Registry.open` for the options."""
+        if is_async_connector(type(connector)):
+            raise LifecycleError(f"{type(connector).__name__} is async: use AsyncSession")
         super().__init__(connector, **options)
         self.connector = connector
 
@@ -304,18 +315,18 @@ class Session(_SessionBase):
         return result
 
     def open(self) -> Session:
-        """Authenticate, then connect; on failure revoke what was obtained and re-raise."""
+        """Validate the config, authenticate, connect; on failure revoke and re-raise."""
         governor = self._governor
         governor.require(SessionState.CREATED, "open")
-        governor.authorize("auth")
         try:
+            governor.authorize("auth")
+            config = governor.config(type(self.connector).config_model, self._raw_config)
             governor.token = self._step("auth", self.connector.auth, governor.context)
             governor.transition(SessionState.AUTHENTICATED)
-            config = governor.config(type(self.connector).config_model, self._raw_config)
             self._step("connect", self.connector.connect, config)
             governor.transition(SessionState.CONNECTED)
         except BaseException as error:
-            governor.state = SessionState.FAILED
+            governor.transition(SessionState.FAILED)
             self.close(error)
             raise
         return self
@@ -401,18 +412,18 @@ class AsyncSession(_SessionBase):
         return result
 
     async def open(self) -> AsyncSession:
-        """Authenticate, then connect; on failure revoke what was obtained and re-raise."""
+        """Validate the config, authenticate, connect; on failure revoke and re-raise."""
         governor = self._governor
         governor.require(SessionState.CREATED, "open")
-        governor.authorize("auth")
         try:
+            governor.authorize("auth")
+            config = governor.config(type(self.connector).config_model, self._raw_config)
             governor.token = await self._step("auth", self.connector.auth, governor.context)
             governor.transition(SessionState.AUTHENTICATED)
-            config = governor.config(type(self.connector).config_model, self._raw_config)
             await self._step("connect", self.connector.connect, config)
             governor.transition(SessionState.CONNECTED)
         except BaseException as error:
-            governor.state = SessionState.FAILED
+            governor.transition(SessionState.FAILED)
             await self.close(error)
             raise
         return self
