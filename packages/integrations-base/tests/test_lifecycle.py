@@ -306,11 +306,14 @@ def test_required_audit_fails_closed_and_the_operation_does_not_run() -> None:
 
 
 def test_revoke_runs_even_when_its_audit_event_cannot_be_written() -> None:
-    class FailsOnRevoke(MemoryAuditSink):
+    class FailsOnRevoke:
+        def __init__(self) -> None:
+            self.stored = MemoryAuditSink()
+
         def emit(self, event: AuditEvent) -> None:
             if event.operation == "revoke":
                 raise OSError("disk full")
-            super().emit(event)
+            self.stored.emit(event)
 
     connector = MockConnector()
     session = open_session(connector, Governance(audit=FailsOnRevoke(), audit_required=True))

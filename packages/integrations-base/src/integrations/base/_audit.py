@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,13 +115,18 @@ class AuditSink(Protocol):
 class MemoryAuditSink:
     """Keeps events in a list: for tests and for reports such as `run_lifecycle`'s."""
 
+    emit: Callable[[AuditEvent], None]
+    """Append an event (the list's own `append`, so storing an event costs no Python call)."""
+
     def __init__(self) -> None:
         """Create an empty sink."""
-        self.events: list[AuditEvent] = []
+        self._events: list[AuditEvent] = []
+        self.emit = self._events.append
 
-    def emit(self, event: AuditEvent) -> None:
-        """Append `event`."""
-        self.events.append(event)
+    @property
+    def events(self) -> list[AuditEvent]:
+        """The events stored so far, oldest first (clear it with ``events.clear()``)."""
+        return self._events
 
 
 class LoggingAuditSink:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Final, Protocol, runtime_checkable
+from typing import ClassVar, Final, Protocol, runtime_checkable
 
 from ._audit import ConnectorMeta
 from ._manifest import ConnectorEntry
@@ -56,7 +56,12 @@ class PolicyRequest:
 
 @runtime_checkable
 class Policy(Protocol):
-    """Decides whether an operation may run."""
+    """Decides whether an operation may run.
+
+    A policy may set a class attribute ``pure = True`` to say that its decision depends on
+    the request alone; a session then evaluates a `PolicySet` of pure policies once per
+    operation and reuses the decision (every denial is still raised and audited).
+    """
 
     def evaluate(self, request: PolicyRequest) -> Decision:
         """Allow or deny `request`."""
@@ -65,6 +70,8 @@ class Policy(Protocol):
 
 class TenantAndActorRequired:
     """Every step needs a tenant and an actor (codes TENANT_REQUIRED, ACTOR_REQUIRED)."""
+
+    pure: ClassVar[bool] = True
 
     def __init__(self, *, tenant: bool = True, actor: bool = True) -> None:
         """Require a tenant and/or an actor in the auth context."""
@@ -88,6 +95,7 @@ class CapabilityAllowlist:
     """
 
     LIFECYCLE: Final = frozenset({"auth", "connect", "revoke"})
+    pure: ClassVar[bool] = True
 
     def __init__(self, allowed: Mapping[str, Collection[str]]) -> None:
         """Allow, for each tenant, the operations matching its patterns."""
@@ -124,6 +132,8 @@ class QuorumRequired:
     The requesting actor does not count towards the quorum (code QUORUM_REQUIRED).
     """
 
+    pure: ClassVar[bool] = True
+
     def evaluate(self, request: PolicyRequest) -> Decision:
         """Deny when fewer distinct approvers than the manifest's quorum are recorded."""
         if request.entry is None or request.operation in CapabilityAllowlist.LIFECYCLE:
@@ -149,6 +159,8 @@ class PolicySet:
     def __init__(self, policies: Iterable[Policy] = ()) -> None:
         """Evaluate `policies` in the order given."""
         self.policies = tuple(policies)
+        self.pure = all(getattr(policy, "pure", False) is True for policy in self.policies)
+        """Whether every policy is pure, so a decision may be reused for the same request."""
 
     def evaluate(self, request: PolicyRequest) -> Decision:
         """The first denial, or `ALLOW`."""

@@ -34,7 +34,7 @@ from ._models import (
     SyncResult,
     SyncState,
 )
-from ._policy import PolicyRequest
+from ._policy import Decision, PolicyRequest
 
 __all__ = ["AsyncSession", "Session", "SessionState", "StepListener"]
 
@@ -71,12 +71,16 @@ class _Governor:
     """Every rule of a session, independent of whether the connector is sync or async."""
 
     __slots__ = (
+        "_actor",
         "_audit_failures",
+        "_decisions",
         "_entry",
         "_listener",
         "_requests",
         "_sequence",
+        "_sink",
         "_supported",
+        "_tenant",
         "audit_required",
         "capabilities",
         "context",
@@ -102,6 +106,9 @@ class _Governor:
         self.capabilities = capabilities
         self._supported = frozenset(capability.value for capability in capabilities)
         self._requests: dict[str, PolicyRequest] = {}
+        self._decisions: dict[str, Decision] | None = (
+            {} if getattr(governance.policies, "pure", False) is True else None
+        )
         self.context = context
         self.governance = governance
         self.audit_required = governance.audit_required or bool(entry and entry.audit.required)
@@ -110,6 +117,9 @@ class _Governor:
         self.token: AuthToken | None = None
         self._sequence = 0
         self._audit_failures = 0
+        self._sink = governance.audit.emit
+        self._tenant = context.tenant
+        self._actor = context.actor
         self._listener = listener
 
     @property
@@ -137,28 +147,50 @@ class _Governor:
             raise LifecycleError(f"config must be a mapping or a {config_model.__name__}")
         return config_model.from_mapping(raw, secrets=self.governance.secrets)
 
+    def admit(self, operation: str) -> None:
+        """Check state, support and policies before a data operation reaches the connector."""
+        if self.state is not SessionState.CONNECTED:
+            self.require(SessionState.CONNECTED, operation)
+        if operation not in self._supported:
+            self._deny(operation, "NotSupported", f"{self.meta.name} does not support {operation}")
+            raise NotSupported(f"connector {self.meta.name!r} does not support {operation}")
+        decision = self._decide(operation)
+        if not decision.allowed:
+            self._refuse(operation, decision)
+
     def authorize(self, operation: str) -> None:
         """Check support and policies before anything reaches the connector."""
         if operation in _OPERATIONS and operation not in self._supported:
             self._deny(operation, "NotSupported", f"{self.meta.name} does not support {operation}")
             raise NotSupported(f"connector {self.meta.name!r} does not support {operation}")
+        decision = self._decide(operation)
+        if not decision.allowed:
+            self._refuse(operation, decision)
+
+    def _refuse(self, operation: str, decision: Decision) -> None:
+        self._deny(operation, "PolicyError", decision.code)
+        raise PolicyError(
+            f"{operation} on {self.meta.name!r} denied: {decision.code}: {decision.reason}",
+            decision.reason,
+        )
+
+    def _decide(self, operation: str) -> Decision:
+        """The policies' decision; pure policies are asked once per operation and session."""
+        decisions = self._decisions
+        if decisions is not None and operation in decisions:
+            return decisions[operation]
         request = self._requests.get(operation)
         if request is None:  # the request only depends on the session and the operation
             request = self._requests[operation] = PolicyRequest(
                 self.context, self.meta, self._entry, operation
             )
         decision = self.governance.policies.evaluate(request)
-        if not decision.allowed:
-            self._deny(operation, "PolicyError", decision.code)
-            raise PolicyError(
-                f"{operation} on {self.meta.name!r} denied: {decision.code}: {decision.reason}",
-                decision.reason,
-            )
+        if decisions is not None:
+            decisions[operation] = decision
+        return decision
 
     def _deny(self, operation: str, error_type: str, detail: str) -> None:
-        event = self._emit(
-            operation, "finished", 1, "denied", error_type, 0.0, detail, strict=False
-        )
+        event = self._emit(operation, "finished", 1, "denied", error_type, 0.0, detail)
         if self._listener is not None:
             self._listener(event)
 
@@ -168,19 +200,28 @@ class _Governor:
         Revoke is the exception: withdrawing access is never blocked by a failing audit
         sink; its lost event is counted like any optional one.
         """
-        strict = self.audit_required and operation != "revoke"
-        self._emit(operation, "started", attempt, None, None, None, None, strict=strict)
+        self._emit(
+            operation,
+            "started",
+            attempt,
+            None,
+            None,
+            None,
+            None,
+            strict=self.audit_required and operation != "revoke",
+        )
         return time.perf_counter()
 
     def finished(
         self, operation: str, attempt: int, started: float, error: BaseException | None
     ) -> None:
+        """Audit the end of a step, with its outcome and duration."""
         duration = time.perf_counter() - started
-        outcome: Outcome = "ok" if error is None else "error"
-        error_type = None if error is None else type(error).__name__
-        event = self._emit(
-            operation, "finished", attempt, outcome, error_type, duration, None, strict=False
-        )
+        if error is None:
+            event = self._emit(operation, "finished", attempt, "ok", None, duration, None)
+        else:
+            error_type = type(error).__name__
+            event = self._emit(operation, "finished", attempt, "error", error_type, duration, None)
         if self._listener is not None:
             self._listener(event)
 
@@ -193,39 +234,45 @@ class _Governor:
         error_type: str | None,
         duration: float | None,
         detail: str | None,
-        *,
-        strict: bool,
+        strict: bool = False,
     ) -> AuditEvent:
+        """Build one event and hand it to the sink; this runs twice per governed call."""
         self._sequence += 1
-        event = AuditEvent(
-            self.correlation_id,
-            self._sequence,
-            time.time(),
-            self.meta,
-            operation,
-            phase,
-            self.context.tenant,
-            self.context.actor,
-            attempt,
-            outcome,
-            error_type,
-            duration,
-            detail,
+        event: AuditEvent = _new_event(
+            AuditEvent,
+            (
+                self.correlation_id,
+                self._sequence,
+                time.time(),
+                self.meta,
+                operation,
+                phase,
+                self._tenant,
+                self._actor,
+                attempt,
+                outcome,
+                error_type,
+                duration,
+                detail,
+            ),
         )
         try:
-            self.governance.audit.emit(event)
+            self._sink(event)
         except Exception as error:  # a sink may fail in any way; fail closed or count it
-            if strict:
-                raise AuditError(
-                    f"audit is required and the {operation} event could not be written "
-                    f"({type(error).__name__}); {operation} was not run"
-                ) from None
-            self._audit_failures += 1
-            logger.warning(
-                "audit event not written",
-                extra=self.log_fields(operation, error_type=type(error).__name__),
-            )
+            self._sink_failed(operation, error, strict)
         return event
+
+    def _sink_failed(self, operation: str, error: Exception, strict: bool) -> None:
+        if strict:
+            raise AuditError(
+                f"audit is required and the {operation} event could not be written "
+                f"({type(error).__name__}); {operation} was not run"
+            ) from None
+        self._audit_failures += 1
+        logger.warning(
+            "audit event not written",
+            extra=self.log_fields(operation, error_type=type(error).__name__),
+        )
 
     def log_fields(self, operation: str, **more: object) -> dict[str, object]:
         """Structured fields for `integrations.*` log records."""
@@ -239,6 +286,9 @@ class _Governor:
 
 
 _OPERATIONS: Final = frozenset(capability.value for capability in Capability)
+
+_new_event = tuple.__new__
+"""Builds an `AuditEvent` from all its fields at once, skipping the per-field defaults."""
 
 
 def _revoke_failure_note(error: BaseException) -> str:
@@ -333,8 +383,7 @@ class Session(_SessionBase):
 
     def _operate(self, operation: str, call: Callable[[T], Any], argument: T) -> Any:
         governor = self._governor
-        governor.require(SessionState.CONNECTED, operation)
-        governor.authorize(operation)
+        governor.admit(operation)
         try:
             return self._step(operation, call, argument)
         except AuthExpired:
@@ -430,8 +479,7 @@ class AsyncSession(_SessionBase):
 
     async def _operate(self, operation: str, call: Callable[[T], Any], argument: T) -> Any:
         governor = self._governor
-        governor.require(SessionState.CONNECTED, operation)
-        governor.authorize(operation)
+        governor.admit(operation)
         try:
             return await self._step(operation, call, argument)
         except AuthExpired:
