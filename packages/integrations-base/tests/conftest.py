@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -250,15 +250,12 @@ class FakeSite:
         environment.update(extra)
         return environment
 
-    def entry_points(self, **params: Any) -> metadata.EntryPoints:
-        """The entry points of the distributions in this site only."""
-        found = metadata.EntryPoints(
-            itertools.chain.from_iterable(
-                distribution.entry_points
-                for distribution in metadata.distributions(path=[str(self.root)])
-            )
-        )
-        return found.select(**params) if params else found
+    def distributions(self, **params: Any) -> Iterable[metadata.Distribution]:
+        """The distributions installed in this site only."""
+        return _real_distributions(path=[str(self.root)])
+
+
+_real_distributions = metadata.distributions
 
 
 @pytest.fixture(autouse=True)
@@ -293,6 +290,6 @@ def only_fake_distributions(fake_site: FakeSite, monkeypatch: pytest.MonkeyPatch
     environment may hold other distributions (integrations-mocks, say) whose state is not
     this test's business.
     """
-    monkeypatch.setattr(metadata, "entry_points", fake_site.entry_points)
+    monkeypatch.setattr(metadata, "distributions", fake_site.distributions)
     clear_entry_point_cache()
     return fake_site

@@ -325,14 +325,14 @@ from importlib.util import find_spec
 site = sys.argv.pop(1)
 
 
+real_distributions = metadata.distributions
+
+
 def only_site(**params):
-    found = metadata.EntryPoints(
-        ep for dist in metadata.distributions(path=[site]) for ep in dist.entry_points
-    )
-    return found.select(**params) if params else found
+    return real_distributions(path=[site])
 
 
-metadata.entry_points = only_site
+metadata.distributions = only_site
 from integrations.base._cli_entry import main
 
 main()

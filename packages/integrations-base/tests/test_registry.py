@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import integrations.base._registry as registry_internals
 from integrations.base import (
     BaseConnector,
     ConnectorConflict,
@@ -194,14 +195,15 @@ def test_unreadable_distribution_manifest_is_reported_and_others_still_work(
 ) -> None:
     _, good, _ = install_one(fake_site, "good")
     bad, bad_name, _ = install_one(fake_site, "unreadable")
-    original = Path.read_bytes
+    real_open = open
 
-    def read_bytes(path: Path) -> bytes:
-        if path == bad.manifest_path:
+    def guarded_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path) == bad.manifest_path:
             raise PermissionError(13, "Permission denied", str(path))
-        return original(path)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    # Root may read any file, so the permission failure is simulated where the registry reads.
+    monkeypatch.setattr(registry_internals, "open", guarded_open, raising=False)
     registry = local_registry()
     registry.discover()
 
@@ -977,14 +979,15 @@ def test_module_level_register_and_get(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record every walk over the installed distributions (what one scan consists of)."""
     calls: list[dict[str, Any]] = []
-    real: Callable[..., metadata.EntryPoints] = metadata.entry_points
+    real: Callable[..., Iterable[metadata.Distribution]] = metadata.distributions
 
-    def counting(**params: Any) -> metadata.EntryPoints:
+    def counting(**params: Any) -> Iterable[metadata.Distribution]:
         calls.append(params)
         return real(**params)
 
-    monkeypatch.setattr(metadata, "entry_points", counting)
+    monkeypatch.setattr(metadata, "distributions", counting)
     return calls
 
 

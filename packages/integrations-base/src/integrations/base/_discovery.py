@@ -9,9 +9,10 @@ ownership can be checked before an import.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -35,24 +36,97 @@ SECRET_PROVIDER_GROUP = "integrations.secret_providers"
 ENTRY_POINT_GROUPS = (MANIFEST_GROUP, AUDIT_SINK_GROUP, SECRET_PROVIDER_GROUP)
 
 _scan_lock = threading.Lock()
-_select: Callable[..., metadata.EntryPoints] | None = None
-"""`select` of the process's one `entry_points()` scan; None until the first lookup."""
-_groups: dict[str, tuple[metadata.EntryPoint, ...]] = {}
+_scan: dict[str, tuple[metadata.EntryPoint, ...]] | None = None
+"""The framework's entry points by group, from the one scan per process (None before it)."""
+
+_GROUP_MARKER = "[integrations."
+
+
+def _scan_distributions() -> dict[str, tuple[metadata.EntryPoint, ...]]:
+    """Read every installed distribution's entry points once, keeping the framework's groups.
+
+    The same distributions as `importlib.metadata.entry_points()`, in the same order and
+    with the same rule for duplicates (the first on `sys.path` wins), but only files that
+    mention one of our groups are parsed: parsing every entry point of every distribution is
+    what makes the generic scan slow.
+    """
+    found: dict[str, list[metadata.EntryPoint]] = {group: [] for group in ENTRY_POINT_GROUPS}
+    seen: set[str] = set()
+    for distribution in metadata.distributions():
+        key = _normalized_name(distribution)
+        if key in seen:
+            continue
+        seen.add(key)
+        text = _read_entry_points(distribution)
+        if not text or _GROUP_MARKER not in text:
+            continue
+        for group, name, value in _parse_entry_points(text):
+            if group in found:
+                found[group].append(_entry_point(name, value, group, distribution))
+    return {group: tuple(entries) for group, entries in found.items()}
+
+
+def _normalized_name(distribution: metadata.Distribution) -> str:
+    """The key `importlib.metadata` deduplicates distributions by (PEP 503 normalisation).
+
+    Read from the ``<name>-<version>.dist-info`` directory name when there is one, as
+    importlib does, so that no METADATA file is parsed.
+    """
+    metadata_dir = getattr(distribution, "_path", None)
+    stem = os.path.basename(os.fspath(metadata_dir)) if metadata_dir is not None else ""
+    if stem.endswith((".dist-info", ".egg-info")) and "-" in stem:
+        raw = stem.partition("-")[0]
+    else:
+        raw = distribution.metadata["Name"] or ""
+    return _NON_ALPHANUMERIC.sub("_", raw).lower()
+
+
+_NON_ALPHANUMERIC = re.compile(r"[-_.]+")
+
+
+def _read_entry_points(distribution: metadata.Distribution) -> str | None:
+    metadata_dir = getattr(distribution, "_path", None)
+    if metadata_dir is None:
+        return distribution.read_text("entry_points.txt")
+    try:
+        with open(os.path.join(os.fspath(metadata_dir), "entry_points.txt"), encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _parse_entry_points(text: str) -> list[tuple[str, str, str]]:
+    """(group, name, value) triples of an entry_points.txt (an INI file without continuations)."""
+    triples: list[tuple[str, str, str]] = []
+    group = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            group = line[1:-1].strip()
+        elif "=" in line and group:
+            name, _, value = line.partition("=")
+            triples.append((group, name.strip(), value.strip()))
+    return triples
+
+
+def _entry_point(
+    name: str, value: str, group: str, distribution: metadata.Distribution
+) -> metadata.EntryPoint:
+    entry_point = metadata.EntryPoint(name=name, value=value, group=group)
+    # EntryPoint is immutable; importlib.metadata attaches the distribution the same way.
+    vars(entry_point)["dist"] = distribution
+    return entry_point
 
 
 def entry_points_in(group: str) -> tuple[metadata.EntryPoint, ...]:
-    """The entry points of `group`, selected from the one scan per process when first asked.
-
-    Selecting walks every entry point of the scan, so a group is selected only when needed:
-    discovery asks for the manifests group alone.
-    """
-    global _select
+    """The entry points of one of the framework's groups, from the one scan per process."""
+    global _scan
     with _scan_lock:
-        if group not in _groups:
-            if _select is None:
-                _select = metadata.entry_points().select
-            _groups[group] = tuple(_select(group=group))
-        return _groups[group]
+        if _scan is None:
+            _scan = _scan_distributions()
+        return _scan[group]
 
 
 def entry_points_by_group() -> Mapping[str, tuple[metadata.EntryPoint, ...]]:
@@ -62,10 +136,9 @@ def entry_points_by_group() -> Mapping[str, tuple[metadata.EntryPoint, ...]]:
 
 def clear_entry_point_cache() -> None:
     """Forget the scan, so that the next discovery sees distributions installed since."""
-    global _select
+    global _scan
     with _scan_lock:
-        _select = None
-        _groups.clear()
+        _scan = None
     with _ownership_lock:
         _ownership.clear()
         _identities.clear()
@@ -94,16 +167,27 @@ def _locate(entry_point: metadata.EntryPoint, filename: str) -> ManifestSource:
     if ":" in package or not package:
         problem = f"entry point {entry_point.name!r} must name a package, not {package!r}"
         return ManifestSource(entry_point.name, package, distribution, None, problem)
-    relative = Path(*package.split("."), filename)
-    if distribution is not None:
-        candidate = Path(str(distribution.locate_file(relative)))
-        if candidate.is_file():
-            return ManifestSource(entry_point.name, package, distribution, candidate, None)
+    relative = os.path.join(*package.split("."), filename)
+    root = _installation_root(distribution)
+    if root is not None:
+        candidate = os.path.join(root, relative)
+        if os.path.isfile(candidate):
+            return ManifestSource(entry_point.name, package, distribution, Path(candidate), None)
     package_dir = find_package_dir(package)
     if package_dir is not None and (package_dir / filename).is_file():
         return ManifestSource(entry_point.name, package, distribution, package_dir / filename, None)
     problem = f"package {package!r} has no {filename}"
     return ManifestSource(entry_point.name, package, distribution, None, problem)
+
+
+def _installation_root(distribution: metadata.Distribution | None) -> str | None:
+    """The directory a distribution's files are installed relative to (site-packages)."""
+    if distribution is None:
+        return None
+    metadata_dir = getattr(distribution, "_path", None)  # set by importlib's PathDistribution
+    if metadata_dir is not None:
+        return os.path.dirname(str(metadata_dir))
+    return str(distribution.locate_file(""))
 
 
 def _search_path() -> list[Path]:

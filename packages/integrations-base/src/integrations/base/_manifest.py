@@ -8,6 +8,9 @@ metadata. The minimal document is ``{"connectors": [{"name": ..., "module": ...,
 from __future__ import annotations
 
 import json
+import operator
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +43,7 @@ __all__ = [
     "EntryProblem",
     "ManifestDocument",
     "ParsedManifest",
+    "contract_admits",
     "contract_specifier",
     "manifest_json_schema",
     "parse_manifest",
@@ -158,7 +162,8 @@ class ConnectorEntry(_Spec):
     @field_validator("contract")
     @classmethod
     def _valid_specifier(cls, value: str) -> str:
-        contract_specifier(value)
+        if _simple_clauses(value) is None:
+            contract_specifier(value)
         return value
 
     @field_validator("capabilities")
@@ -189,6 +194,47 @@ class ManifestDocument(_Spec):
     connectors: tuple[ConnectorEntry, ...] = Field(
         default=(), description="The connectors this manifest declares."
     )
+
+
+_SIMPLE_CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*$")
+_RELEASE = re.compile(r"^\d+(?:\.\d+)*$")
+_COMPARE: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+
+
+def _release(text: str, length: int) -> tuple[int, ...]:
+    parts = tuple(int(part) for part in text.split("."))
+    return parts + (0,) * (length - len(parts))
+
+
+@lru_cache(maxsize=256)
+def _simple_clauses(text: str) -> tuple[tuple[str, str], ...] | None:
+    """(operator, release) pairs when every clause is a plain comparison, else None."""
+    clauses = [_SIMPLE_CLAUSE.match(clause) for clause in text.split(",")]
+    if not all(clauses):
+        return None
+    return tuple((match[1], match[2]) for match in clauses if match is not None)
+
+
+@lru_cache(maxsize=256)
+def contract_admits(text: str, version: str) -> bool:
+    """Whether contract range `text` admits `version` (a PEP 440 specifier).
+
+    Plain comparisons of release numbers, which is what manifests use, are decided here;
+    anything else (wildcards, ``~=``, pre-releases) goes to `packaging`, imported then.
+    """
+    clauses = _simple_clauses(text)
+    if clauses is None or not _RELEASE.match(version):
+        return contract_specifier(text).contains(version, prereleases=True)
+    width = max([len(version.split("."))] + [len(release.split(".")) for _, release in clauses])
+    installed = _release(version, width)
+    return all(_COMPARE[op](installed, _release(release, width)) for op, release in clauses)
 
 
 @lru_cache(maxsize=256)
@@ -251,11 +297,10 @@ def parse_manifest(data: bytes | str, source: str) -> ParsedManifest:
     object, unknown schema version, `connectors` not a list). Invalid entries are reported in
     `ParsedManifest.problems` while valid siblings are kept.
     """
-    document = _decode(data, source)
-    try:
-        parsed = _DOCUMENT.validate_python(document)
-    except ValidationError:
-        return _parse_entry_by_entry(document, source)
+    try:  # the common case, a valid document, in one pass of pydantic's JSON parser
+        parsed = _DOCUMENT.validate_json(data)
+    except (ValidationError, ValueError, RecursionError):
+        return _parse_entry_by_entry(_decode(data, source), source)
     return ParsedManifest(source, tuple(enumerate(parsed.connectors)), ())
 
 

@@ -38,7 +38,7 @@ from ._exceptions import (
     ManifestError,
 )
 from ._governance import Governance
-from ._manifest import MANIFEST_FILENAME, ConnectorEntry, contract_specifier, parse_manifest
+from ._manifest import MANIFEST_FILENAME, ConnectorEntry, contract_admits, parse_manifest
 from ._models import AuthContext, ConnectorConfig
 from ._session import AsyncSession, Session, StepListener
 from ._version import CONTRACT_VERSION
@@ -166,7 +166,7 @@ def _module_allowed(module: str, prefixes: Iterable[str]) -> bool:
 @lru_cache(maxsize=256)
 def _contract_compatible(contract: str) -> bool:
     """Whether the installed contract is in `contract`; entries share the same few ranges."""
-    return contract_specifier(contract).contains(CONTRACT_VERSION, prereleases=True)
+    return contract_admits(contract, CONTRACT_VERSION)
 
 
 class Registry:
@@ -292,7 +292,8 @@ class Registry:
     ) -> None:
         label = origin.label if origin else None
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as manifest:
+                data = manifest.read()
             parsed = parse_manifest(data, str(path))
         except OSError as error:
             reason = f"cannot read manifest: {error.strerror or error}"
