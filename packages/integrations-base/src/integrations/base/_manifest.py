@@ -23,7 +23,6 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from ._connector import Capability
@@ -84,15 +83,13 @@ class CapabilitySpec(_Spec):
         description="Reference to the JSON Schema of the operation's records.",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_short_form(cls, value: Any) -> Any:
-        """Accept the short form ``"fetch"`` and the legacy ``{"min_approvers": N}`` quorum."""
-        if isinstance(value, str):
-            return {"action": value}
-        if isinstance(value, dict) and isinstance(value.get("quorum_policy"), dict):
-            value = {**value, "quorum_policy": value["quorum_policy"].get("min_approvers", 0)}
-        return value
+
+def _normal_capability(item: Any) -> Any:
+    if isinstance(item, str):
+        return {"action": item}
+    if isinstance(item, dict) and isinstance(item.get("quorum_policy"), dict):
+        return {**item, "quorum_policy": item["quorum_policy"].get("min_approvers", 0)}
+    return item
 
 
 class AuthSpec(_Spec):
@@ -166,13 +163,26 @@ class ConnectorEntry(_Spec):
             contract_specifier(value)
         return value
 
-    @field_validator("capabilities")
+    @field_validator("capabilities", mode="before")
     @classmethod
-    def _unique_actions(cls, value: tuple[CapabilitySpec, ...]) -> tuple[CapabilitySpec, ...]:
-        actions = [spec.action for spec in value]
-        if len(set(actions)) != len(actions):
+    def _normal_capabilities(cls, value: Any) -> Any:
+        """Accept the short form ``"fetch"`` and the legacy ``{"min_approvers": N}`` quorum.
+
+        One pass per entry, before pydantic validates the items, and it also rejects an
+        action listed twice.
+        """
+        if not isinstance(value, (list, tuple)):
+            return value
+        items = [_normal_capability(item) for item in value]
+        actions = [item.get("action") for item in items if isinstance(item, dict)]
+        if len(set(map(str, actions))) != len(actions):
             raise ValueError("each action may be listed once")
-        return value
+        return items
+
+    @property
+    def capability_names(self) -> tuple[str, ...]:
+        """The declared actions' names, sorted (what listings show)."""
+        return tuple(sorted(spec.action.value for spec in self.capabilities))
 
     @property
     def declared_capabilities(self) -> frozenset[Capability]:

@@ -12,12 +12,12 @@ import importlib
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from ._audit import ConnectorMeta
 from ._connector import AsyncConnector, Capability, Connector, contract_problems, is_async_connector
@@ -74,9 +74,8 @@ class Status(StrEnum):
     REFUSED = "refused"
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectorInfo:
-    """What the registry knows about one connector name."""
+class ConnectorInfo(NamedTuple):
+    """What the registry knows about one connector name (an immutable record)."""
 
     name: str
     status: Status
@@ -108,8 +107,7 @@ class ConnectorInfo:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestProblem:
+class ManifestProblem(NamedTuple):
     """A manifest that could not be used at all (unreadable, not JSON, wrong shape)."""
 
     source: str
@@ -314,12 +312,13 @@ class Registry:
                 label,
             )
             self._add(snapshot, _Slot(info), strict=strict, override=False)
+        source = str(path)
         for index, entry in parsed.entries:
-            slot = self._slot_for_entry(entry, path, index, origin)
+            slot = self._slot_for_entry(entry, source, index, origin)
             self._add(snapshot, slot, strict=strict, override=entry.override and origin is None)
 
     def _slot_for_entry(
-        self, entry: ConnectorEntry, path: Path, index: int, origin: ManifestSource | None
+        self, entry: ConnectorEntry, source: str, index: int, origin: ManifestSource | None
     ) -> _Slot:
         status, problem = Status.OK, None
         if not _contract_compatible(entry.contract):
@@ -335,16 +334,17 @@ class Registry:
             status = Status.REFUSED
             problem = "only application manifests may override a connector"
         info = ConnectorInfo(
-            name=entry.name,
-            status=status,
-            problem=problem,
-            source=str(path),
-            pointer=f"/connectors/{index}",
-            distribution=origin.label if origin else None,
-            entry=entry,
-            capabilities=tuple(sorted(c.value for c in entry.declared_capabilities)),
+            entry.name,
+            status,
+            problem,
+            source,
+            f"/connectors/{index}",
+            origin.label if origin else None,
+            None,
+            entry,
+            entry.capability_names,
         )
-        return _Slot(info, distribution=origin.distribution if origin else None)
+        return _Slot(info, origin.distribution if origin else None)
 
     def _manifest_problem(
         self, snapshot: _Snapshot, problem: ManifestProblem, strict: bool
@@ -366,7 +366,7 @@ class Registry:
         reason = f"declared twice: at {existing.info.location} and at {slot.info.location}"
         if strict:
             raise ConnectorConflict(f"connector {name!r} {reason}")
-        info = replace(existing.info, status=Status.BROKEN, problem=reason)
+        info = existing.info._replace(status=Status.BROKEN, problem=reason)
         snapshot.slots[name] = _Slot(
             info, distribution=existing.distribution, verified=True, conflict=True
         )
@@ -447,14 +447,13 @@ class Registry:
         module = slot.info.entry.module
         module_file = find_module_file(module)
         if module_file is None:
-            slot.info = replace(
-                slot.info, status=Status.BROKEN, problem=f"module {module} not found"
+            slot.info = slot.info._replace(
+                status=Status.BROKEN, problem=f"module {module} not found"
             )
         elif slot.distribution is not None and not distribution_owns(
             slot.distribution, module_file
         ):
-            slot.info = replace(
-                slot.info,
+            slot.info = slot.info._replace(
                 status=Status.REFUSED,
                 problem=f"module {module} is not installed by {slot.info.distribution}",
             )
@@ -495,13 +494,13 @@ class Registry:
             )
             return None
         slot.connector_class = cls
-        slot.info = replace(
-            slot.info, loaded=True, capabilities=tuple(sorted(c.value for c in implemented))
+        slot.info = slot.info._replace(
+            loaded=True, capabilities=tuple(sorted(c.value for c in implemented))
         )
         return slot.connector_class
 
     def _mark_broken(self, slot: _Slot, reason: str) -> None:
-        slot.info = replace(slot.info, status=Status.BROKEN, problem=reason)
+        slot.info = slot.info._replace(status=Status.BROKEN, problem=reason)
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -604,8 +603,8 @@ class Registry:
         if distribution is None or slot.info.distribution_version is not None:
             return
         name, version = distribution_identity(distribution)
-        slot.info = replace(
-            slot.info, distribution=name or slot.info.distribution, distribution_version=version
+        slot.info = slot.info._replace(
+            distribution=name or slot.info.distribution, distribution_version=version
         )
 
 
