@@ -218,7 +218,7 @@ def has_stevedore() -> bool:
 def main() -> None:
     """Generate the site, run every measurement interleaved, print medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=11, help="fresh runs per measurement")
+    parser.add_argument("--repeats", type=int, default=21, help="fresh runs per measurement")
     parser.add_argument("--budget", type=float, default=180.0, help="stop repeating after (s)")
     parser.add_argument("--distributions", type=int, default=DISTRIBUTIONS)
     parser.add_argument("--connectors", type=int, default=CONNECTORS)
@@ -318,6 +318,11 @@ def main() -> None:
             f"{label:<22} wall {_ratio(numerator[0], denominator[0]):>7}   "
             f"cpu {_ratio(numerator[1], denominator[1]):>7}   (target {target})"
         )
+    paired = statistics.median(
+        ours["discover"][1] / bare_run["scan"][1]
+        for ours, bare_run in zip(samples["discover"], samples["bare"], strict=True)
+    )
+    print(f"{'discover / bare scan':<22} cpu, median of the ratios of adjacent runs: {paired:.2f}x")
     if options.keep:
         print(f"site kept in {site}")
     else:

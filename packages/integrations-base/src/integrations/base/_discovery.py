@@ -227,7 +227,7 @@ def find_module_file(module: str) -> Path | None:
 # Keyed by the distribution objects of the scan (identity): reading a key must not parse
 # metadata, and `clear_entry_point_cache` drops both caches with the scan they came from.
 _ownership_lock = threading.Lock()
-_ownership: dict[metadata.Distribution, tuple[frozenset[Path], tuple[Path, ...]]] = {}
+_ownership: dict[metadata.Distribution, tuple[str, frozenset[str], tuple[Path, ...]]] = {}
 _identities: dict[metadata.Distribution, tuple[str | None, str | None]] = {}
 
 
@@ -245,19 +245,26 @@ def distribution_identity(distribution: metadata.Distribution) -> tuple[str | No
 
 def _installed_paths(
     distribution: metadata.Distribution,
-) -> tuple[frozenset[Path], tuple[Path, ...]]:
-    """The files a distribution installs, and the source roots its `.pth` files add."""
+) -> tuple[str, frozenset[str], tuple[Path, ...]]:
+    """Where a distribution installs, the files it lists there, and its `.pth` source roots.
+
+    File names stay as RECORD spells them (relative, ``/``-separated), so no file is stat'ed
+    or resolved until a module is actually checked.
+    """
     with _ownership_lock:
         if distribution in _ownership:
             return _ownership[distribution]
-    files: set[Path] = set()
+    root = os.path.realpath(_installation_root(distribution) or os.curdir)
+    files: set[str] = set()
     roots: list[Path] = []
     for item in distribution.files or ():
-        location = Path(os.path.realpath(str(distribution.locate_file(item))))
-        files.add(location)
-        if item.suffix == ".pth" and location.is_file():
-            roots.extend(_pth_roots(location))
-    result = (frozenset(files), tuple(roots))
+        relative = item.as_posix()
+        files.add(relative)
+        if relative.endswith(".pth"):
+            pth = os.path.join(root, relative)
+            if os.path.isfile(pth):
+                roots.extend(_pth_roots(Path(pth)))
+    result = (root, frozenset(files), tuple(roots))
     with _ownership_lock:
         _ownership[distribution] = result
     return result
@@ -274,7 +281,8 @@ def _pth_roots(pth: Path) -> list[Path]:
 
 def distribution_owns(distribution: metadata.Distribution, module_file: Path) -> bool:
     """Whether `module_file` was installed by `distribution` (as a file or an editable root)."""
-    files, roots = _installed_paths(distribution)
-    if module_file in files:
+    root, files, roots = _installed_paths(distribution)
+    relative = os.path.relpath(module_file, root).replace(os.sep, "/")
+    if relative in files:
         return True
-    return any(module_file.is_relative_to(root) for root in roots)
+    return any(module_file.is_relative_to(source) for source in roots)
