@@ -11,11 +11,14 @@ project from an index.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.conftest import run
 
 if TYPE_CHECKING:
     from tests.conftest import Probe, VenvFactory
@@ -30,12 +33,30 @@ MODULES = [
 ]
 
 
+_LIST = """\
+import json
+from integrations.base import registry
+rows = [info.to_json() for info in registry.connectors()]
+rows += [problem.to_json() for problem in registry.problems()]
+print(json.dumps(rows))
+"""
+
+
 @dataclass(frozen=True)
 class Steps:
     """The environment seen after each installation step."""
 
     core: Probe
     with_memory: Probe
+    core_connectors: list[dict[str, Any]]
+    memory_connectors: list[dict[str, Any]]
+    console_script: subprocess.CompletedProcess[str]
+
+
+def listed(python: Path) -> list[dict[str, Any]]:
+    """What the registry of that environment lists, as `integrations list --json` rows."""
+    rows: list[dict[str, Any]] = json.loads(run([str(python), "-c", _LIST]))
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +65,22 @@ def steps(venv_factory: VenvFactory, wheels: dict[str, Path]) -> Steps:
     venv = venv_factory.create("selective")
     venv.install(wheels["integrations-base"], wheels["integrations-mocks"])
     core = venv.probe(MODULES)
+    core_connectors = listed(venv.python)
+    console_script = subprocess.run(
+        [str(venv.path / "bin" / "integrations"), "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     venv.install(wheels["integrations-base"], wheels["integrations-adapters-memory"])
-    return Steps(core=core, with_memory=venv.probe(MODULES))
+    return Steps(
+        core=core,
+        with_memory=venv.probe(MODULES),
+        core_connectors=core_connectors,
+        memory_connectors=listed(venv.python),
+        console_script=console_script,
+    )
 
 
 def test_base_and_mocks_alone_install_exactly_those(steps: Steps) -> None:
@@ -74,3 +109,20 @@ def test_memory_imports_and_its_siblings_do_not(steps: Steps) -> None:
     assert imports["integrations.adapters.vault_connectors"] == "ModuleNotFoundError"
     assert imports["integrations.base"] == "ok"
     assert imports["integrations.mocks"] == "ok"
+
+
+def test_the_registry_lists_the_mock_alone_with_base_and_mocks(steps: Steps) -> None:
+    assert [(row["name"], row["status"]) for row in steps.core_connectors] == [("mock", "ok")]
+    assert steps.core_connectors[0]["distribution"] == "integrations-mocks"
+
+
+def test_adding_the_memory_wheel_is_picked_up_and_brings_no_problem(steps: Steps) -> None:
+    # The memory distribution declares no connector yet: its manifest is read and adds none,
+    # and it brings no problem row.
+    assert [(row["name"], row["status"]) for row in steps.memory_connectors] == [("mock", "ok")]
+
+
+def test_the_console_script_without_the_cli_extra_says_what_to_install(steps: Steps) -> None:
+    assert steps.console_script.returncode == 1
+    assert "pip install 'integrations-base[cli]'" in steps.console_script.stderr
+    assert len(steps.console_script.stderr.strip().splitlines()) == 1
