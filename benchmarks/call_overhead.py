@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -61,8 +62,8 @@ def main() -> None:
     the same state.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=500, help="calls per timed loop")
-    parser.add_argument("--repeats", type=int, default=41, help="timed loops per measurement")
+    parser.add_argument("--calls", type=int, default=200, help="calls per timed loop")
+    parser.add_argument("--repeats", type=int, default=240, help="timed loops per measurement")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds for the whole run")
     args = parser.parse_args()
 
@@ -101,10 +102,11 @@ def main() -> None:
     }
     measurements: dict[str, list[float]] = {key: [] for key in calls}
     deadline = time.monotonic() + args.budget
-    for _ in range(args.repeats):
-        for key, call in calls.items():
+    orders = list(itertools.permutations(calls))
+    for repeat in range(args.repeats):
+        for key in orders[repeat % len(orders)]:  # every order equally often: no order bias
             clear()
-            measurements[key].append(_per_call_ns(call, args.calls))
+            measurements[key].append(_per_call_ns(calls[key], args.calls))
         if time.monotonic() > deadline:
             break
     session.close()
@@ -118,7 +120,8 @@ def main() -> None:
         c_i - a_i for a_i, c_i in zip(measurements["a"], measurements["c"], strict=True)
     )
     loops = len(measurements["a"])
-    print(f"{loops} interleaved loops of {args.calls} calls each; medians in ns per call")
+    print(f"{loops} loops of {args.calls} calls per measurement, interleaved in rotating order;")
+    print("medians in ns per call; the costs are medians of differences between adjacent loops")
     print(f"{'measurement':<62}{'ns/call':>10}")
     print(f"{'(a) direct connector.fetch':<62}{a:>10.0f}")
     print(f"{'(b) governed Session.fetch (default policies, memory audit)':<62}{b:>10.0f}")

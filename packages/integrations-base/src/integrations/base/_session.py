@@ -154,7 +154,10 @@ class _Governor:
         if operation not in self._supported:
             self._deny(operation, "NotSupported", f"{self.meta.name} does not support {operation}")
             raise NotSupported(f"connector {self.meta.name!r} does not support {operation}")
-        decision = self._decide(operation)
+        decisions = self._decisions
+        decision = decisions.get(operation) if decisions is not None else None
+        if decision is None:
+            decision = self._decide(operation)
         if not decision.allowed:
             self._refuse(operation, decision)
 
@@ -198,30 +201,62 @@ class _Governor:
         """Audit the start of a step; when audit is required and fails, the step must not run.
 
         Revoke is the exception: withdrawing access is never blocked by a failing audit
-        sink; its lost event is counted like any optional one.
+        sink; its lost event is counted like any optional one. This and `finished` build
+        their event inline: they run on every governed call.
         """
-        self._emit(
-            operation,
-            "started",
-            attempt,
-            None,
-            None,
-            None,
-            None,
-            strict=self.audit_required and operation != "revoke",
+        self._sequence = sequence = self._sequence + 1
+        event = _new_event(
+            AuditEvent,
+            (
+                self.correlation_id,
+                sequence,
+                _wall_clock(),
+                self.meta,
+                operation,
+                "started",
+                self._tenant,
+                self._actor,
+                attempt,
+                None,
+                None,
+                None,
+                None,
+            ),
         )
-        return time.perf_counter()
+        try:
+            self._sink(event)
+        except Exception as error:  # a sink may fail in any way; fail closed or count it
+            self._sink_failed(operation, error, self.audit_required and operation != "revoke")
+        return _monotonic()
 
     def finished(
         self, operation: str, attempt: int, started: float, error: BaseException | None
     ) -> None:
         """Audit the end of a step, with its outcome and duration."""
-        duration = time.perf_counter() - started
-        if error is None:
-            event = self._emit(operation, "finished", attempt, "ok", None, duration, None)
-        else:
-            error_type = type(error).__name__
-            event = self._emit(operation, "finished", attempt, "error", error_type, duration, None)
+        duration = _monotonic() - started
+        self._sequence = sequence = self._sequence + 1
+        event: AuditEvent = _new_event(
+            AuditEvent,
+            (
+                self.correlation_id,
+                sequence,
+                _wall_clock(),
+                self.meta,
+                operation,
+                "finished",
+                self._tenant,
+                self._actor,
+                attempt,
+                "ok" if error is None else "error",
+                None if error is None else type(error).__name__,
+                duration,
+                None,
+            ),
+        )
+        try:
+            self._sink(event)
+        except Exception as failure:  # a lost "finished" event never undoes the step
+            self._sink_failed(operation, failure, False)
         if self._listener is not None:
             self._listener(event)
 
@@ -236,14 +271,14 @@ class _Governor:
         detail: str | None,
         strict: bool = False,
     ) -> AuditEvent:
-        """Build one event and hand it to the sink; this runs twice per governed call."""
+        """Build one event and hand it to the sink (denials; steps use `started`/`finished`)."""
         self._sequence += 1
         event: AuditEvent = _new_event(
             AuditEvent,
             (
                 self.correlation_id,
                 self._sequence,
-                time.time(),
+                _wall_clock(),
                 self.meta,
                 operation,
                 phase,
@@ -288,6 +323,8 @@ class _Governor:
 _OPERATIONS: Final = frozenset(capability.value for capability in Capability)
 
 _new_event = tuple.__new__
+_wall_clock = time.time
+_monotonic = time.perf_counter
 """Builds an `AuditEvent` from all its fields at once, skipping the per-field defaults."""
 
 
@@ -384,11 +421,18 @@ class Session(_SessionBase):
     def _operate(self, operation: str, call: Callable[[T], Any], argument: T) -> Any:
         governor = self._governor
         governor.admit(operation)
+        started = governor.started(operation, 1)
         try:
-            return self._step(operation, call, argument)
-        except AuthExpired:
+            result = call(argument)
+        except AuthExpired as expired:
+            governor.finished(operation, 1, started, expired)
             governor.token = self._step("auth", self.connector.auth, governor.context, 2)
             return self._step(operation, call, argument, 2)
+        except BaseException as error:
+            governor.finished(operation, 1, started, error)
+            raise
+        governor.finished(operation, 1, started, None)
+        return result
 
     def fetch(self, query: FetchQuery) -> FetchResult:
         """Fetch one page through the connector."""
