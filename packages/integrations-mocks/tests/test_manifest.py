@@ -81,3 +81,9 @@ def test_integrations_stays_a_namespace_package() -> None:
     # PEP 420: no distribution may own `integrations` itself.
     assert getattr(integrations, "__file__", None) is None
     assert not hasattr(integrations, "__all__")
+
+
+def test_distribution_has_the_shape_every_distribution_shares() -> None:
+    from integrations.base.testing import distribution_layout_problems
+
+    assert distribution_layout_problems("integrations-mocks", "integrations.mocks") == []
