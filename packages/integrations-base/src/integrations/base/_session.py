@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 from ._audit import AuditEvent, ConnectorMeta, Outcome, Phase
 from ._connector import AsyncConnector, Capability, Connector, is_async_connector
@@ -41,6 +41,8 @@ __all__ = ["AsyncSession", "Session", "SessionState", "StepListener"]
 logger = logging.getLogger("integrations.lifecycle")
 
 T = TypeVar("T")
+R = TypeVar("R")
+ConnectorT = TypeVar("ConnectorT", bound="Connector[Any] | AsyncConnector[Any]")
 
 StepListener = Callable[[AuditEvent], None]
 """Called with every "finished" event of a session (how `run_lifecycle` builds its report)."""
@@ -332,12 +334,12 @@ def _revoke_failure_note(error: BaseException) -> str:
     return f"revoke failed while the session was closing: {type(error).__name__}: {error}"
 
 
-class _SessionBase:
+class _SessionBase(Generic[ConnectorT]):
     """State and properties shared by the sync and async sessions."""
 
     def __init__(
         self,
-        connector: Any,
+        connector: ConnectorT,
         *,
         config: ConnectorConfig | Mapping[str, Any],
         context: AuthContext,
@@ -346,7 +348,13 @@ class _SessionBase:
         entry: ConnectorEntry | None = None,
         listener: StepListener | None = None,
     ) -> None:
-        """Prepare a session; nothing reaches the connector before it is opened."""
+        """Prepare a session; nothing reaches the connector before it is opened.
+
+        `meta` and `entry` (the manifest entry) describe the connector in audit events and
+        to policies; `listener` sees every "finished" event.
+        """
+        self._accept(connector)
+        self.connector = connector
         self._raw_config = config
         self._governor = _Governor(
             meta=meta or ConnectorMeta(type(connector).__name__),
@@ -358,6 +366,9 @@ class _SessionBase:
         )
         self.revoke_error: BaseException | None = None
         """The error revoke raised while closing, if any (also audited and surfaced)."""
+
+    def _accept(self, connector: ConnectorT) -> None:
+        """Refuse a connector this kind of session cannot drive."""
 
     @property
     def state(self) -> SessionState:
@@ -375,7 +386,7 @@ class _SessionBase:
         return self._governor.audit_failures
 
 
-class Session(_SessionBase):
+class Session(_SessionBase[Connector[Any]]):
     """A governed session on a sync connector, used as a context manager.
 
     Entering authenticates and connects; leaving — normally, by exception or by
@@ -383,14 +394,11 @@ class Session(_SessionBase):
     exposed; the others raise `NotSupported` before any call.
     """
 
-    def __init__(self, connector: Connector[Any], **options: Any) -> None:
-        """Prepare a session on `connector`; see `Registry.open` for the options."""
+    def _accept(self, connector: Connector[Any]) -> None:
         if is_async_connector(type(connector)):
             raise LifecycleError(f"{type(connector).__name__} is async: use AsyncSession")
-        super().__init__(connector, **options)
-        self.connector = connector
 
-    def _step(self, operation: str, call: Callable[[T], Any], argument: T, attempt: int = 1) -> Any:
+    def _step(self, operation: str, call: Callable[[T], R], argument: T, attempt: int = 1) -> R:
         governor = self._governor
         started = governor.started(operation, attempt)
         try:
@@ -418,7 +426,7 @@ class Session(_SessionBase):
             raise
         return self
 
-    def _operate(self, operation: str, call: Callable[[T], Any], argument: T) -> Any:
+    def _operate(self, operation: str, call: Callable[[T], R], argument: T) -> R:
         governor = self._governor
         governor.admit(operation)
         started = governor.started(operation, 1)
@@ -436,15 +444,15 @@ class Session(_SessionBase):
 
     def fetch(self, query: FetchQuery) -> FetchResult:
         """Fetch one page through the connector."""
-        return cast(FetchResult, self._operate("fetch", self.connector.fetch, query))
+        return self._operate("fetch", self.connector.fetch, query)
 
     def push(self, payload: PushPayload) -> PushResult:
         """Push records through the connector."""
-        return cast(PushResult, self._operate("push", self.connector.push, payload))
+        return self._operate("push", self.connector.push, payload)
 
     def sync(self, state: SyncState) -> SyncResult:
         """Sync changes through the connector."""
-        return cast(SyncResult, self._operate("sync", self.connector.sync, state))
+        return self._operate("sync", self.connector.sync, state)
 
     def close(self, pending: BaseException | None = None) -> RevokeResult | None:
         """Revoke the token (if any) and close; a revoke failure never hides `pending`."""
@@ -477,16 +485,11 @@ class Session(_SessionBase):
         self.close(exc)
 
 
-class AsyncSession(_SessionBase):
+class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
     """The async twin of `Session`, used with ``async with``.
 
     Works with async connectors and with sync ones, whose calls run in a worker thread.
     """
-
-    def __init__(self, connector: AsyncConnector[Any] | Connector[Any], **options: Any) -> None:
-        """Prepare a session on `connector`; see `Registry.open_async` for the options."""
-        super().__init__(connector, **options)
-        self.connector = connector
 
     async def _step(
         self, operation: str, call: Callable[[T], Any], argument: T, attempt: int = 1
