@@ -211,8 +211,11 @@ class Registry:
 
         Sources, in order: installed distributions (entry-point group
         `integrations.manifests`, sorted by name), files named by `INTEGRATIONS_MANIFEST`,
-        files given to `load_manifest`, then `path`. With `strict=True` the first problem
-        raises and the registry keeps its previous state.
+        files given to `load_manifest`, then `path` (which stays a source of later
+        discoveries). The statuses returned are those the manifests decide (schema, contract,
+        allowlist prefixes, conflicts); `connectors()` and `get()` add the checks that look
+        at module files. With `strict=True` every check runs now, the first problem raises,
+        and the registry keeps its previous state.
         """
         with self._lock:
             paths = list(self._application_paths)
