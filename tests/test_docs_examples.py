@@ -1,4 +1,4 @@
-"""Every Python example of the lifecycle, governance and secrets pages runs as shown.
+"""Every Python example of the lifecycle, governance, secrets and resilience pages runs as shown.
 
 Each ```python block of those pages is executed on its own, in a fresh namespace, against the
 real mock connector of the installed `integrations-mocks` (no fake): the pages promise that
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = ("lifecycle.md", "governance.md", "secrets.md")
+PAGES = ("lifecycle.md", "governance.md", "secrets.md", "resilience.md", "observability.md")
 SKIP_MARKER = "<!-- docs-example: skip -->"
 LOGGERS = ("", "integrations", "integrations.audit", "integrations.lifecycle")
 

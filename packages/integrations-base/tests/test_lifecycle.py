@@ -286,6 +286,7 @@ def test_audit_events_carry_every_field_and_no_payload(sink: MemoryAuditSink) ->
         "error_type",
         "duration_seconds",
         "detail",
+        "delay_seconds",
     }
     assert event["connector"] == "mock"
     assert event["tenant"] == "acme"

@@ -26,6 +26,7 @@ from ._exceptions import (
     AuditError,
     AuthError,
     AuthExpired,
+    CircuitOpen,
     ConfigError,
     ConnectionFailed,
     ConnectorConflict,
@@ -73,6 +74,7 @@ from ._policy import (
     TenantAndActorRequired,
 )
 from ._registry import ConnectorInfo, Registry, Status
+from ._resilience import NO_RETRY, BreakerPolicy, CircuitState, RetryPolicy
 from ._secret import Secret
 from ._secrets import EnvSecretProvider, FileSecretProvider, SecretProvider, SecretResolver
 from ._session import AsyncSession, Session, SessionState
@@ -81,6 +83,7 @@ from ._version import CONTRACT_VERSION
 __all__ = [
     "ALLOW",
     "CONTRACT_VERSION",
+    "NO_RETRY",
     "AsyncBaseConnector",
     "AsyncConnector",
     "AsyncSession",
@@ -92,8 +95,11 @@ __all__ = [
     "AuthExpired",
     "AuthToken",
     "BaseConnector",
+    "BreakerPolicy",
     "Capability",
     "CapabilityAllowlist",
+    "CircuitOpen",
+    "CircuitState",
     "ConfigError",
     "Connection",
     "ConnectionFailed",
@@ -136,6 +142,7 @@ __all__ = [
     "Record",
     "Registry",
     "Rejection",
+    "RetryPolicy",
     "RevokeResult",
     "Secret",
     "SecretError",

@@ -66,6 +66,7 @@ class AuditEvent(NamedTuple):
     error_type: str | None = None
     duration_seconds: float | None = None
     detail: str | None = None
+    delay_seconds: float | None = None
 
     @property
     def id(self) -> str:
@@ -96,6 +97,7 @@ class AuditEvent(NamedTuple):
             "error_type": self.error_type,
             "duration_seconds": self.duration_seconds,
             "detail": self.detail,
+            "delay_seconds": self.delay_seconds,
         }
 
     def to_json(self) -> str:

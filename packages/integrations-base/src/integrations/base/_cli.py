@@ -1,26 +1,44 @@
-"""The `integrations` command: list, show and check connectors; validate manifests.
+"""The `integrations` command: list, show, check and certify connectors; call one operation.
 
 Discovery runs inside the commands that need it, never at start-up, so `integrations --help`
-stays instant.
+stays instant; `certify` imports the certification kit (and pytest) only when it runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Iterable, Sequence
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._exceptions import IntegrationsError, ManifestError
+from ._connector import is_async_connector
+from ._exceptions import ConfigError, IntegrationsError, InvalidRequest, ManifestError
+from ._governance import Governance, GovernanceSettings
 from ._manifest import manifest_json_schema, parse_manifest
+from ._models import (
+    AuthContext,
+    FetchQuery,
+    PushPayload,
+    SyncState,
+    describe_validation_error,
+)
 from ._registry import ConnectorInfo, ManifestProblem, Registry, Status
+from ._session import AsyncSession, Session
+from .testing._spec import BOOLEAN_FLAGS
+
+if TYPE_CHECKING:
+    from .testing._runner import CertificationReport
 
 __all__ = ["cli"]
 
@@ -176,3 +194,267 @@ def manifest_validate(paths: tuple[Path, ...]) -> None:
             click.echo(f"{path}: ok")
     if failed:
         sys.exit(1)
+
+
+# -- certify and call ----------------------------------------------------------------------------
+
+_MISSING_TESTING = (
+    "integrations certify: the certification kit needs pytest and pytest-timeout; "
+    "install them with: pip install 'integrations-base[testing]'"
+)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A connector config from a JSON file, or a TOML file when the name ends in ``.toml``.
+
+    Errors name the file and the position, never the content, which may hold secrets.
+    """
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise ConfigError(f"cannot read config file {path}: {reason}") from None
+    try:
+        data = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"config file {path} is not valid {kind}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold an object, not {type(data).__name__}")
+    return data
+
+
+def _manifest_paths(ctx: click.Context) -> list[str]:
+    return [str(path) for path in (ctx.obj or ())]
+
+
+@cli.command(short_help="Run the certification kit against an installed connector.")
+@click.argument("name")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The connector's config: a JSON or TOML file (default: the config model's defaults).",
+)
+@click.option("--tenant", help="Tenant of every check (default: a fresh tenant per check).")
+@click.option("--actor", help="Actor of every check (default: certification).")
+@click.option(
+    "--enable",
+    multiple=True,
+    type=click.Choice(BOOLEAN_FLAGS),
+    help="Check an optional behaviour the connector offers (repeatable).",
+)
+@click.option(
+    "--disable",
+    multiple=True,
+    type=click.Choice(BOOLEAN_FLAGS),
+    help="Declare an optional behaviour the connector lacks (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def certify(
+    ctx: click.Context,
+    name: str,
+    config_file: Path | None,
+    tenant: str | None,
+    actor: str | None,
+    enable: tuple[str, ...],
+    disable: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run the certification kit against installed connector NAME; exit 1 on any failure."""
+    both = sorted(set(enable) & set(disable))
+    if both:
+        raise click.UsageError(f"--enable and --disable both name {', '.join(both)}")
+    if find_spec("pytest") is None or find_spec("pytest_timeout") is None:
+        click.echo(_MISSING_TESTING, err=True)
+        ctx.exit(1)
+    from .testing._runner import certify as run_certification
+
+    flags = {**dict.fromkeys(enable, True), **dict.fromkeys(disable, False)}
+    try:
+        config = _read_config(config_file) if config_file is not None else {}
+        report = run_certification(
+            name,
+            config=config,
+            tenant=tenant,
+            actor=actor,
+            manifests=_manifest_paths(ctx),
+            flags=flags,
+        )
+    except IntegrationsError as error:
+        raise click.ClickException(str(error)) from None
+    _print_report(report, as_json)
+    if not report.ok:
+        ctx.exit(1)
+
+
+_OUTCOME_STYLES = {
+    "passed": "green",
+    "failed": "red",
+    "expected-failure": "yellow",
+    "not-applicable": "dim",
+}
+
+
+def _print_report(report: CertificationReport, as_json: bool) -> None:
+    """The per-check report: one line per check (its reason indented below), then the verdict."""
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        console = _console()
+        console.print(
+            f"certification of {escape(report.connector)} "
+            f"(kit {report.kit_version}, integrations-base {report.base_version or 'unknown'})"
+        )
+        for check in report.checks:
+            style = _OUTCOME_STYLES[check.outcome]
+            console.print(f"  [{style}]{check.outcome:<16}[/{style}] {escape(check.check)}")
+            for line in (check.reason or "").splitlines():
+                console.print(f"  {'':<16}   {escape(line)}")
+        for problem in report.problems:
+            console.print(f"  [red]problem[/red] {escape(problem)}")
+        counts = report.counts()
+        verdict = "[green]certified[/green]" if report.ok else "[red]not certified[/red]"
+        console.print(
+            f"{verdict}: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['expected-failure']} expected failures, "
+            f"{counts['not-applicable']} not applicable"
+        )
+    if report.problems or not report.checks:
+        click.echo(report.output, err=True)
+
+
+_ARGUMENT_OPTIONS = {"fetch": "query", "push": "payload", "sync": "state"}
+_ARGUMENT_MODELS: dict[str, type[FetchQuery] | type[PushPayload] | type[SyncState]] = {
+    "fetch": FetchQuery,
+    "push": PushPayload,
+    "sync": SyncState,
+}
+DEFAULT_CONTEXT = AuthContext(tenant="default", actor="integrations-cli")
+"""Who `integrations call` runs as without ``--context``."""
+
+
+def _argument_text(operation: str, given: Mapping[str, str | None]) -> str | None:
+    """The JSON text of the operation's own option; another operation's option is misuse."""
+    wanted = _ARGUMENT_OPTIONS[operation]
+    for option, text in given.items():
+        if text is not None and option != wanted:
+            raise click.UsageError(
+                f"--{option} goes with another operation; {operation} takes --{wanted}"
+            )
+    if operation == "push" and given["payload"] is None:
+        raise click.UsageError("push needs --payload")
+    return given[wanted]
+
+
+def _parse(model: type[BaseModel], text: str, option: str) -> Any:
+    """Validate `text` as JSON for `model`; a bad value is the caller's `InvalidRequest`."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        detail = "; ".join(
+            f"{field}: {reason}" for field, reason in describe_validation_error(error)
+        )
+        raise InvalidRequest(f"invalid --{option}: {detail}") from None
+
+
+Argument = FetchQuery | PushPayload | SyncState
+
+
+def _argument(operation: str, text: str | None) -> Argument:
+    """The operation's argument from its option's JSON; fetch and sync default to empty."""
+    if text is not None:
+        parsed: Argument = _parse(_ARGUMENT_MODELS[operation], text, _ARGUMENT_OPTIONS[operation])
+        return parsed
+    return FetchQuery() if operation == "fetch" else SyncState()
+
+
+def _operate(session: Session, argument: Argument) -> BaseModel:
+    if isinstance(argument, FetchQuery):
+        return session.fetch(argument)
+    if isinstance(argument, PushPayload):
+        return session.push(argument)
+    return session.sync(argument)
+
+
+async def _operate_async(session: AsyncSession, argument: Argument) -> BaseModel:
+    async with session:
+        if isinstance(argument, FetchQuery):
+            return await session.fetch(argument)
+        if isinstance(argument, PushPayload):
+            return await session.push(argument)
+        return await session.sync(argument)
+
+
+def _call(
+    name: str,
+    manifests: Sequence[str],
+    config: Mapping[str, Any],
+    context: AuthContext,
+    argument: Argument,
+) -> BaseModel:
+    """Run one governed operation on connector `name` (auth, connect, operation, revoke)."""
+    registry = Registry()
+    for path in manifests:
+        registry.load_manifest(path)
+    governance: Governance = GovernanceSettings.from_env().build()
+    options: dict[str, Any] = {"config": config, "context": context, "governance": governance}
+    if is_async_connector(registry.get(name)):
+        return asyncio.run(_operate_async(registry.open_async(name, **options), argument))
+    with registry.open(name, **options) as session:
+        return _operate(session, argument)
+
+
+def _error_line(error: BaseException) -> str:
+    """``error: <Type>: <message>`` on one line."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"error: {type(error).__name__}: {message}"
+
+
+@cli.command("call", short_help="Run one governed operation and print its result as JSON.")
+@click.argument("name")
+@click.argument("operation", type=click.Choice(list(_ARGUMENT_OPTIONS)))
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The connector's config: a JSON or TOML file; secrets may be references (env:NAME).",
+)
+@click.option(
+    "--context",
+    "context_json",
+    help='The caller as JSON, e.g. {"tenant": "acme", "actor": "ops"} '
+    '(default: tenant "default", actor "integrations-cli").',
+)
+@click.option("--query", help="fetch: a FetchQuery as JSON (default: {}).")
+@click.option("--payload", help="push: a PushPayload as JSON (required).")
+@click.option("--state", help="sync: a SyncState as JSON, e.g. the state of an earlier sync.")
+@click.pass_context
+def call_command(
+    ctx: click.Context,
+    name: str,
+    operation: str,
+    config_file: Path,
+    context_json: str | None,
+    query: str | None,
+    payload: str | None,
+    state: str | None,
+) -> None:
+    """Run one governed OPERATION of connector NAME and print its result as JSON.
+
+    Secrets in the result print masked; an error prints one line and exits 1.
+    """
+    text = _argument_text(operation, {"query": query, "payload": payload, "state": state})
+    try:
+        config = _read_config(config_file)
+        context = DEFAULT_CONTEXT
+        if context_json is not None:
+            context = _parse(AuthContext, context_json, "context")
+        argument = _argument(operation, text)
+        result = _call(name, _manifest_paths(ctx), config, context, argument)
+    except Exception as error:  # an operator's tool: every failure is one line, exit 1
+        click.echo(_error_line(error), err=True)
+        ctx.exit(1)
+    click.echo(result.model_dump_json(indent=2))

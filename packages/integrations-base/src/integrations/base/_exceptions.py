@@ -22,7 +22,8 @@ Our exception hierarchy::
         ├── NotSupported
         ├── InvalidRequest
         └── TransientError
-            └── RateLimited
+            ├── RateLimited
+            └── CircuitOpen
 
 Messages never carry secret values: errors that concern a secret name its reference.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "AuditError",
     "AuthError",
     "AuthExpired",
+    "CircuitOpen",
     "ConfigError",
     "ConnectionFailed",
     "ConnectorConflict",
@@ -153,3 +155,7 @@ class TransientError(ConnectorError):
 
 class RateLimited(TransientError):
     """The external system throttled the caller (HTTP 429); `retry_after` is in seconds."""
+
+
+class CircuitOpen(TransientError):
+    """The session's circuit breaker refused the call without reaching the connector."""

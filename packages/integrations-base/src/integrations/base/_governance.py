@@ -12,7 +12,8 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -26,7 +27,9 @@ from ._audit import (
 from ._exceptions import ConfigError
 from ._models import describe_validation_error
 from ._policy import CapabilityAllowlist, Policy, PolicySet, QuorumRequired, TenantAndActorRequired
+from ._resilience import BreakerPolicy, RetryPolicy
 from ._secrets import SecretResolver
+from ._telemetry import Telemetry
 
 __all__ = ["Governance", "GovernanceSettings"]
 
@@ -37,18 +40,46 @@ def _default_policies() -> PolicySet:
     return PolicySet([TenantAndActorRequired(), QuorumRequired()])
 
 
+_DEFAULT_RETRY: Final = RetryPolicy()
+_DEFAULT_BREAKER: Final = BreakerPolicy()
+
+
 @dataclass(frozen=True, slots=True)
 class Governance:
-    """What every session enforces: policies in order, where audit goes, how secrets resolve.
+    """What every session enforces: policies, audit, secrets, retries and the circuit breaker.
 
-    `audit_required=True` makes every connector fail closed on audit; a connector whose
-    manifest says ``audit.required`` fails closed whatever this flag says.
+    Policies are asked in order; `audit` is where events go; `secrets` resolves references
+    in configs. `audit_required=True` makes every connector fail closed on audit; a connector whose
+    manifest says ``audit.required`` fails closed whatever this flag says. `retry` and
+    `breaker` apply to every connector but those named in `retry_overrides` and
+    `breaker_overrides` (by registry name); a `breaker` of None disables the breaker.
     """
 
     policies: PolicySet = field(default_factory=_default_policies)
     audit: AuditSink = field(default_factory=LoggingAuditSink)
     audit_required: bool = False
     secrets: SecretResolver = field(default_factory=SecretResolver)
+    retry: RetryPolicy = _DEFAULT_RETRY
+    retry_overrides: Mapping[str, RetryPolicy] = field(default_factory=dict)
+    breaker: BreakerPolicy | None = _DEFAULT_BREAKER
+    breaker_overrides: Mapping[str, BreakerPolicy | None] = field(default_factory=dict)
+    telemetry: Telemetry | Literal["global"] | None = "global"
+    """OpenTelemetry reporting: "global" follows the global providers once an SDK sets them."""
+
+    def __post_init__(self) -> None:
+        # Read-only copies: a governance shared by sessions must not change under them.
+        for name in ("retry_overrides", "breaker_overrides"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def retry_for(self, connector: str) -> RetryPolicy:
+        """The retry policy of connector `connector`: its override, else `retry`."""
+        return self.retry_overrides.get(connector, self.retry)
+
+    def breaker_for(self, connector: str) -> BreakerPolicy | None:
+        """The breaker policy of connector `connector`: its override, else `breaker`."""
+        if connector in self.breaker_overrides:
+            return self.breaker_overrides[connector]
+        return self.breaker
 
 
 class GovernanceSettings(BaseModel):
@@ -69,6 +100,10 @@ class GovernanceSettings(BaseModel):
     require_actor: bool = True
     capability_allowlist: dict[str, tuple[str, ...]] | None = None
     enforce_quorum: bool = True
+    retry: RetryPolicy = _DEFAULT_RETRY
+    retry_overrides: dict[str, RetryPolicy] = {}
+    breaker: BreakerPolicy | None = _DEFAULT_BREAKER
+    breaker_overrides: dict[str, BreakerPolicy | None] = {}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GovernanceSettings:
@@ -82,7 +117,11 @@ class GovernanceSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GovernanceSettings:
-        """Read ``INTEGRATIONS_<FIELD>`` variables (lists comma-separated, the allowlist JSON)."""
+        """Read ``INTEGRATIONS_<FIELD>`` variables.
+
+        Lists are comma-separated; the allowlist, the retry and breaker policies and their
+        overrides are JSON.
+        """
         environ = os.environ if environ is None else environ
         data: dict[str, Any] = {}
         for name in cls.model_fields:
@@ -123,6 +162,10 @@ class GovernanceSettings(BaseModel):
             audit=self._sink(),
             audit_required=self.audit_required,
             secrets=secrets or SecretResolver(),
+            retry=self.retry,
+            retry_overrides=self.retry_overrides,
+            breaker=self.breaker,
+            breaker_overrides=self.breaker_overrides,
         )
 
     def _sink(self) -> AuditSink:
@@ -135,8 +178,13 @@ class GovernanceSettings(BaseModel):
         return sinks[0] if len(sinks) == 1 else FanOutAuditSink(sinks)
 
 
+_JSON_SETTINGS: Final = frozenset(
+    {"capability_allowlist", "retry", "retry_overrides", "breaker", "breaker_overrides"}
+)
+
+
 def _parse_env_value(name: str, raw: str) -> Any:
-    if name == "capability_allowlist":
+    if name in _JSON_SETTINGS:
         try:
             return json.loads(raw)
         except json.JSONDecodeError as error:

@@ -1,8 +1,13 @@
 """Governed sessions: auth → connect → operations → revoke, audited and policed.
 
 `Session` (sync) and `AsyncSession` share one `_Governor` that holds every rule — the state
-machine, policies, audit (fail-closed or not), secret resolution and the re-auth decision.
-The two session classes only differ in how they call the connector.
+machine, policies, audit (fail-closed or not), secret resolution, the circuit breaker and
+the retry decisions (made by `RetryRun`, re-authentication after an expired token
+included). The two session classes only differ in how they call the connector and sleep.
+
+An operation's first attempt runs on a fast path without tenacity: a call that succeeds
+pays one attribute read for the breaker and nothing for retries. Only a failure builds the
+retry machinery.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from typing import Any, Final, Generic, TypeVar, cast
 
 from ._audit import AuditEvent, ConnectorMeta, Outcome, Phase
 from ._connector import AsyncConnector, Capability, Connector, is_async_connector
-from ._exceptions import AuditError, AuthExpired, LifecycleError, NotSupported, PolicyError
+from ._exceptions import (
+    AuditError,
+    AuthExpired,
+    CircuitOpen,
+    LifecycleError,
+    NotSupported,
+    PolicyError,
+    TransientError,
+)
 from ._governance import Governance
 from ._manifest import ConnectorEntry
 from ._models import (
@@ -35,6 +48,8 @@ from ._models import (
     SyncState,
 )
 from ._policy import Decision, PolicyRequest
+from ._resilience import CircuitState, RetryPolicy, RetryRun, Transition, breaker_for
+from ._telemetry import configured_telemetry
 
 __all__ = ["AsyncSession", "Session", "SessionState", "StepListener"]
 
@@ -75,20 +90,25 @@ class _Governor:
     __slots__ = (
         "_actor",
         "_audit_failures",
+        "_debug",
         "_decisions",
         "_entry",
         "_listener",
+        "_otel",
+        "_push_idempotent",
         "_requests",
         "_sequence",
         "_sink",
         "_supported",
         "_tenant",
         "audit_required",
+        "breaker",
         "capabilities",
         "context",
         "correlation_id",
         "governance",
         "meta",
+        "retry",
         "state",
         "token",
     )
@@ -96,6 +116,7 @@ class _Governor:
     def __init__(
         self,
         *,
+        connector: object,
         meta: ConnectorMeta,
         entry: ConnectorEntry | None,
         capabilities: frozenset[Capability],
@@ -123,6 +144,17 @@ class _Governor:
         self._tenant = context.tenant
         self._actor = context.actor
         self._listener = listener
+        self.retry = governance.retry_for(meta.name)
+        self.breaker = breaker_for(connector, governance.breaker_for(meta.name))
+        push = entry.capability(Capability.PUSH) if entry is not None else None
+        self._push_idempotent = push is not None and push.idempotent
+        self._debug = logger.isEnabledFor(logging.DEBUG)  # decided once per session
+        telemetry = governance.telemetry
+        if telemetry == "global":
+            telemetry = configured_telemetry()
+        self._otel = (
+            telemetry.session(meta, context, self.correlation_id) if telemetry is not None else None
+        )
 
     @property
     def audit_failures(self) -> int:
@@ -162,6 +194,8 @@ class _Governor:
             decision = self._decide(operation)
         if not decision.allowed:
             self._refuse(operation, decision)
+        if not self.breaker.clean:
+            self.gate(operation, 1)
 
     def authorize(self, operation: str) -> None:
         """Check support and policies before anything reaches the connector."""
@@ -194,17 +228,86 @@ class _Governor:
             decisions[operation] = decision
         return decision
 
-    def _deny(self, operation: str, error_type: str, detail: str) -> None:
-        event = self._emit(operation, "finished", 1, "denied", error_type, 0.0, detail)
+    def _deny(self, operation: str, error_type: str, detail: str, attempt: int = 1) -> None:
+        event = self._emit(operation, "finished", attempt, "denied", error_type, 0.0, detail)
         if self._listener is not None:
             self._listener(event)
 
-    def started(self, operation: str, attempt: int) -> float:
+    # -- resilience --------------------------------------------------------------------------
+
+    def gate(self, operation: str, attempt: int) -> None:
+        """Fail fast with `CircuitOpen`, audited as a denial, while the breaker refuses calls."""
+        admitted, transition, remaining = self.breaker.admit()
+        if transition is not None:
+            self._circuit(transition, None)
+        if not admitted:
+            self._deny(operation, "CircuitOpen", "circuit open", attempt)
+            wait = "" if remaining is None else f"; retry in {remaining:.3g} s"
+            raise CircuitOpen(
+                f"circuit open for {self.meta.name!r}: {operation} was not sent{wait}",
+                retry_after=remaining,
+            )
+
+    def observe(self, error: BaseException | None) -> None:
+        """Tell the breaker how a call that reached the connector ended."""
+        transition = self.breaker.record(error)
+        if transition is not None:
+            self._circuit(transition, error)
+
+    def _circuit(self, transition: Transition, error: BaseException | None) -> None:
+        """Audit a change of the breaker's state (not a step: listeners do not see it)."""
+        old, new = transition
+        error_type = None if error is None else type(error).__name__
+        self._emit("circuit", "finished", 1, None, error_type, None, f"{old}->{new}")
+        logger.warning(
+            "circuit %s -> %s",
+            old,
+            new,
+            extra=self.log_fields("circuit", error_type=error_type),
+        )
+
+    def failed(
+        self,
+        operation: str,
+        argument: object,
+        error: BaseException,
+        started: float,
+        retry: RetryPolicy | None,
+    ) -> RetryRun | None:
+        """Count a failed first attempt; the retries to run, or None to raise `error` now."""
+        self.observe(error)
+        if not isinstance(error, (TransientError, AuthExpired)):
+            return None
+        run = RetryRun(
+            operation,
+            retry or self.retry,
+            idempotent=self._idempotent(operation, argument),
+            breaker=self.breaker,
+            started=started,
+            first_error=error,
+        )
+        return run if run.follows() else None
+
+    def _idempotent(self, operation: str, argument: object) -> bool:
+        """Reads always are; a push when its payload has a key or the manifest says so."""
+        if operation != "push":
+            return True
+        return self._push_idempotent or getattr(argument, "idempotency_key", None) is not None
+
+    def attempt_ended(self, run: RetryRun, error: BaseException | None) -> None:
+        """Book a retried attempt's end with the breaker and the deadline rule."""
+        run.ended()
+        self.observe(error)
+
+    # -- audit -------------------------------------------------------------------------------
+
+    def started(self, operation: str, attempt: int, delay: float | None = None) -> float:
         """Audit the start of a step; when audit is required and fails, the step must not run.
 
-        Revoke is the exception: withdrawing access is never blocked by a failing audit
-        sink; its lost event is counted like any optional one. This and `finished` build
-        their event inline: they run on every governed call.
+        `delay` is the wait chosen before a retried attempt. Revoke is the exception:
+        withdrawing access is never blocked by a failing audit sink; its lost event is
+        counted like any optional one. This and `finished` build their event inline: they
+        run on every governed call.
         """
         self._sequence = sequence = self._sequence + 1
         event = _new_event(
@@ -223,12 +326,15 @@ class _Governor:
                 None,
                 None,
                 None,
+                delay,
             ),
         )
         try:
             self._sink(event)
         except Exception as error:  # a sink may fail in any way; fail closed or count it
             self._sink_failed(operation, error, self.audit_required and operation != "revoke")
+        if self._otel is not None:
+            self._otel.step_started(operation, attempt)
         return _monotonic()
 
     def finished(
@@ -253,14 +359,32 @@ class _Governor:
                 None if error is None else type(error).__name__,
                 duration,
                 None,
+                None,
             ),
         )
         try:
             self._sink(event)
         except Exception as failure:  # a lost "finished" event never undoes the step
             self._sink_failed(operation, failure, False)
+        if self._otel is not None:
+            self._otel.step_finished(operation, attempt, event.error_type, duration)
+        if self._debug:
+            logger.debug(
+                "%s attempt %d %s in %.6f s",
+                operation,
+                attempt,
+                event.outcome,
+                duration,
+                extra=self.log_fields(operation, attempt=attempt, error_type=event.error_type),
+            )
         if self._listener is not None:
             self._listener(event)
+
+    def closed(self, pending: BaseException | None) -> None:
+        """Mark the session closed and end its telemetry span."""
+        self.state = SessionState.CLOSED
+        if self._otel is not None:
+            self._otel.close(None if pending is None else type(pending).__name__)
 
     def _emit(
         self,
@@ -273,7 +397,7 @@ class _Governor:
         detail: str | None,
         strict: bool = False,
     ) -> AuditEvent:
-        """Build one event and hand it to the sink (denials; steps use `started`/`finished`)."""
+        """Build one event and hand it to the sink: denials and circuit changes, not steps."""
         self._sequence += 1
         event: AuditEvent = _new_event(
             AuditEvent,
@@ -291,6 +415,7 @@ class _Governor:
                 error_type,
                 duration,
                 detail,
+                None,
             ),
         )
         try:
@@ -330,6 +455,13 @@ _monotonic = time.perf_counter
 """Builds an `AuditEvent` from all its fields at once, skipping the per-field defaults."""
 
 
+async def _invoke(call: Callable[[T], Any], argument: T) -> Any:
+    """Await an async connector's method; run a sync connector's in a worker thread."""
+    if inspect.iscoroutinefunction(call):
+        return await cast(Callable[[T], Awaitable[Any]], call)(argument)
+    return await asyncio.to_thread(call, argument)
+
+
 def _revoke_failure_note(error: BaseException) -> str:
     return f"revoke failed while the session was closing: {type(error).__name__}: {error}"
 
@@ -357,6 +489,7 @@ class _SessionBase(Generic[ConnectorT]):
         self.connector = connector
         self._raw_config = config
         self._governor = _Governor(
+            connector=connector,
             meta=meta or ConnectorMeta(type(connector).__name__),
             entry=entry,
             capabilities=frozenset(type(connector).capabilities),
@@ -385,6 +518,14 @@ class _SessionBase(Generic[ConnectorT]):
         """Audit events that could not be written (when audit is optional)."""
         return self._governor.audit_failures
 
+    @property
+    def circuit_state(self) -> CircuitState:
+        """The state of the circuit breaker of this session's connector instance.
+
+        An open circuit becomes half-open with the first call after its cool-down.
+        """
+        return self._governor.breaker.state
+
 
 class Session(_SessionBase[Connector[Any]]):
     """A governed session on a sync connector, used as a context manager.
@@ -398,9 +539,16 @@ class Session(_SessionBase[Connector[Any]]):
         if is_async_connector(type(connector)):
             raise LifecycleError(f"{type(connector).__name__} is async: use AsyncSession")
 
-    def _step(self, operation: str, call: Callable[[T], R], argument: T, attempt: int = 1) -> R:
+    def _step(
+        self,
+        operation: str,
+        call: Callable[[T], R],
+        argument: T,
+        attempt: int = 1,
+        delay: float | None = None,
+    ) -> R:
         governor = self._governor
-        started = governor.started(operation, attempt)
+        started = governor.started(operation, attempt, delay)
         try:
             result = call(argument)
         except BaseException as error:
@@ -426,33 +574,53 @@ class Session(_SessionBase[Connector[Any]]):
             raise
         return self
 
-    def _operate(self, operation: str, call: Callable[[T], R], argument: T) -> R:
+    def _operate(
+        self, operation: str, call: Callable[[T], R], argument: T, retry: RetryPolicy | None
+    ) -> R:
         governor = self._governor
         governor.admit(operation)
         started = governor.started(operation, 1)
         try:
             result = call(argument)
-        except AuthExpired as expired:
-            governor.finished(operation, 1, started, expired)
-            governor.token = self._step("auth", self.connector.auth, governor.context, 2)
-            return self._step(operation, call, argument, 2)
         except BaseException as error:
             governor.finished(operation, 1, started, error)
-            raise
+            run = governor.failed(operation, argument, error, started, retry)
+            if run is None:
+                raise
+            retried: R = run.retrying()(self._attempt, run, call, argument)
+            return retried
         governor.finished(operation, 1, started, None)
+        if not governor.breaker.clean:
+            governor.observe(None)
         return result
 
-    def fetch(self, query: FetchQuery) -> FetchResult:
-        """Fetch one page through the connector."""
-        return self._operate("fetch", self.connector.fetch, query)
+    def _attempt(self, run: RetryRun, call: Callable[[T], R], argument: T) -> R:
+        """One retried attempt, as tenacity calls it (after re-authenticating when due)."""
+        governor = self._governor
+        attempt = run.begin()
+        governor.gate(run.operation, attempt)
+        try:
+            if run.reauth_due:
+                governor.token = self._step("auth", self.connector.auth, governor.context, attempt)
+                run.reauth_due = False
+            result = self._step(run.operation, call, argument, attempt, run.delay)
+        except BaseException as error:
+            governor.attempt_ended(run, error)
+            raise
+        governor.attempt_ended(run, None)
+        return result
 
-    def push(self, payload: PushPayload) -> PushResult:
-        """Push records through the connector."""
-        return self._operate("push", self.connector.push, payload)
+    def fetch(self, query: FetchQuery, *, retry: RetryPolicy | None = None) -> FetchResult:
+        """Fetch one page through the connector; `retry` overrides the retry policy."""
+        return self._operate("fetch", self.connector.fetch, query, retry)
 
-    def sync(self, state: SyncState) -> SyncResult:
-        """Sync changes through the connector."""
-        return self._operate("sync", self.connector.sync, state)
+    def push(self, payload: PushPayload, *, retry: RetryPolicy | None = None) -> PushResult:
+        """Push records; retried only when idempotent; `retry` overrides the retry policy."""
+        return self._operate("push", self.connector.push, payload, retry)
+
+    def sync(self, state: SyncState, *, retry: RetryPolicy | None = None) -> SyncResult:
+        """Sync changes through the connector; `retry` overrides the retry policy."""
+        return self._operate("sync", self.connector.sync, state, retry)
 
     def close(self, pending: BaseException | None = None) -> RevokeResult | None:
         """Revoke the token (if any) and close; a revoke failure never hides `pending`."""
@@ -470,7 +638,7 @@ class Session(_SessionBase[Connector[Any]]):
                 raise
             pending.add_note(_revoke_failure_note(error))
         finally:
-            governor.state = SessionState.CLOSED
+            governor.closed(pending)
         return result
 
     def __enter__(self) -> Session:
@@ -492,15 +660,17 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
     """
 
     async def _step(
-        self, operation: str, call: Callable[[T], Any], argument: T, attempt: int = 1
+        self,
+        operation: str,
+        call: Callable[[T], Any],
+        argument: T,
+        attempt: int = 1,
+        delay: float | None = None,
     ) -> Any:
         governor = self._governor
-        started = governor.started(operation, attempt)
+        started = governor.started(operation, attempt, delay)
         try:
-            if inspect.iscoroutinefunction(call):
-                result = await cast(Callable[[T], Awaitable[Any]], call)(argument)
-            else:
-                result = await asyncio.to_thread(call, argument)
+            result = await _invoke(call, argument)
         except BaseException as error:
             governor.finished(operation, attempt, started, error)
             raise
@@ -524,26 +694,56 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
             raise
         return self
 
-    async def _operate(self, operation: str, call: Callable[[T], Any], argument: T) -> Any:
+    async def _operate(
+        self, operation: str, call: Callable[[T], Any], argument: T, retry: RetryPolicy | None
+    ) -> Any:
         governor = self._governor
         governor.admit(operation)
+        started = governor.started(operation, 1)
         try:
-            return await self._step(operation, call, argument)
-        except AuthExpired:
-            governor.token = await self._step("auth", self.connector.auth, governor.context, 2)
-            return await self._step(operation, call, argument, 2)
+            result = await _invoke(call, argument)
+        except BaseException as error:
+            governor.finished(operation, 1, started, error)
+            run = governor.failed(operation, argument, error, started, retry)
+            if run is None:
+                raise
+            return await run.async_retrying()(self._attempt, run, call, argument)
+        governor.finished(operation, 1, started, None)
+        if not governor.breaker.clean:
+            governor.observe(None)
+        return result
 
-    async def fetch(self, query: FetchQuery) -> FetchResult:
-        """Fetch one page through the connector."""
-        return cast(FetchResult, await self._operate("fetch", self.connector.fetch, query))
+    async def _attempt(self, run: RetryRun, call: Callable[[T], Any], argument: T) -> Any:
+        """One retried attempt, as tenacity awaits it (after re-authenticating when due)."""
+        governor = self._governor
+        attempt = run.begin()
+        governor.gate(run.operation, attempt)
+        try:
+            if run.reauth_due:
+                auth = self.connector.auth
+                governor.token = await self._step("auth", auth, governor.context, attempt)
+                run.reauth_due = False
+            result = await self._step(run.operation, call, argument, attempt, run.delay)
+        except BaseException as error:
+            governor.attempt_ended(run, error)
+            raise
+        governor.attempt_ended(run, None)
+        return result
 
-    async def push(self, payload: PushPayload) -> PushResult:
-        """Push records through the connector."""
-        return cast(PushResult, await self._operate("push", self.connector.push, payload))
+    async def fetch(self, query: FetchQuery, *, retry: RetryPolicy | None = None) -> FetchResult:
+        """Fetch one page through the connector; `retry` overrides the retry policy."""
+        fetch = self.connector.fetch
+        return cast(FetchResult, await self._operate("fetch", fetch, query, retry))
 
-    async def sync(self, state: SyncState) -> SyncResult:
-        """Sync changes through the connector."""
-        return cast(SyncResult, await self._operate("sync", self.connector.sync, state))
+    async def push(self, payload: PushPayload, *, retry: RetryPolicy | None = None) -> PushResult:
+        """Push records; retried only when idempotent; `retry` overrides the retry policy."""
+        push = self.connector.push
+        return cast(PushResult, await self._operate("push", push, payload, retry))
+
+    async def sync(self, state: SyncState, *, retry: RetryPolicy | None = None) -> SyncResult:
+        """Sync changes through the connector; `retry` overrides the retry policy."""
+        sync = self.connector.sync
+        return cast(SyncResult, await self._operate("sync", sync, state, retry))
 
     async def close(self, pending: BaseException | None = None) -> RevokeResult | None:
         """Revoke the token (if any) and close, shielded from a second cancellation."""
@@ -561,7 +761,7 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
                 raise
             pending.add_note(_revoke_failure_note(error))
         finally:
-            governor.state = SessionState.CLOSED
+            governor.closed(pending)
         return result
 
     async def __aenter__(self) -> AsyncSession:

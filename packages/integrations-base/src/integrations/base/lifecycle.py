@@ -5,6 +5,9 @@ Platform code opens a `Session` (``registry.open(...)``) or an `AsyncSession`
 session and returns a report of every step with the session's audit trail. A plan names
 each operation by its argument's model: a `FetchQuery` is a fetch, a `PushPayload` a push,
 a `SyncState` a sync.
+
+Sessions retry what may be retried and stop calling a connector that keeps failing; the
+policies for that (`RetryPolicy`, `BreakerPolicy`) are re-exported here next to the sessions.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ from ._governance import Governance
 from ._manifest import ConnectorEntry
 from ._models import AuthContext, ConnectorConfig, FetchQuery, PushPayload, SyncState
 from ._registry import Registry
+from ._resilience import NO_RETRY, BreakerPolicy, CircuitState, RetryPolicy
 from ._session import AsyncSession, Session, SessionState
 
 __all__ = [
+    "NO_RETRY",
     "AsyncSession",
+    "BreakerPolicy",
+    "CircuitState",
     "LifecycleReport",
     "PlannedOperation",
+    "RetryPolicy",
     "Session",
     "SessionState",
     "StepReport",
@@ -63,8 +71,23 @@ class LifecycleReport:
 
     @property
     def ok(self) -> bool:
-        """Whether the plan ran to the end and every step succeeded."""
-        return self.error is None and all(step.outcome == "ok" for step in self.steps)
+        """Whether the plan ran to the end and every step's last attempt succeeded."""
+        return self.error is None and all(
+            step.outcome == "ok" for step in _last_attempts(self.steps)
+        )
+
+
+def _last_attempts(steps: tuple[StepReport, ...]) -> list[StepReport]:
+    """The steps without the attempts a retry replaced (a retry is the next attempt number)."""
+    last: list[StepReport] = []
+    for step in steps:
+        for index in range(len(last) - 1, -1, -1):
+            if last[index].step == step.step:
+                if last[index].attempt + 1 == step.attempt:
+                    del last[index]
+                break
+        last.append(step)
+    return last
 
 
 def _operation(session: Session, operation: PlannedOperation) -> BaseModel:

@@ -16,9 +16,9 @@ import importlib.metadata
 import importlib.resources
 from types import ModuleType
 
-from ._discovery import MANIFEST_GROUP
-from ._exceptions import ManifestError
-from ._manifest import MANIFEST_FILENAME, ParsedManifest, parse_manifest
+from integrations.base._discovery import MANIFEST_GROUP
+from integrations.base._exceptions import ManifestError
+from integrations.base._manifest import MANIFEST_FILENAME, ParsedManifest, parse_manifest
 
 __all__ = ["distribution_layout_problems", "read_package_manifest"]
 
