@@ -238,7 +238,7 @@ class CircuitBreaker:
 
 
 _DISABLED: Final = CircuitBreaker(None)
-_BREAKERS: dict[int, CircuitBreaker] = {}
+_BREAKERS: weakref.WeakKeyDictionary[object, CircuitBreaker] = weakref.WeakKeyDictionary()
 _BREAKERS_LOCK = threading.Lock()
 
 
@@ -247,28 +247,20 @@ def breaker_for(connector: object, policy: BreakerPolicy | None) -> CircuitBreak
 
     Every session on the same connector object shares it, so a platform holding one
     connector across many sessions protects the backend across them. It lives as long as
-    the connector; a connector that cannot be weakly referenced gets a breaker of its own
-    per session.
+    the connector (a weak-key map: no callback of ours runs at collection time, when it
+    could meet the lock held); a connector that cannot be weakly referenced gets a breaker
+    of its own per session.
     """
     if policy is None:
         return _DISABLED
-    key = id(connector)
     with _BREAKERS_LOCK:
-        breaker = _BREAKERS.get(key)
-        if breaker is not None:
-            return breaker
-        breaker = CircuitBreaker(policy)
         try:
-            weakref.finalize(connector, _forget_breaker, key)
-        except TypeError:
-            return breaker
-        _BREAKERS[key] = breaker
+            breaker = _BREAKERS.get(connector)
+        except TypeError:  # not weakly referenceable
+            return CircuitBreaker(policy)
+        if breaker is None:
+            breaker = _BREAKERS[connector] = CircuitBreaker(policy)
         return breaker
-
-
-def _forget_breaker(key: int) -> None:
-    with _BREAKERS_LOCK:
-        _BREAKERS.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
