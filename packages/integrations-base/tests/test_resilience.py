@@ -8,6 +8,7 @@ patched. Backoffs are 0.01-0.2 s and every test runs in well under a few seconds
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -55,7 +56,7 @@ from integrations.base import (
     SyncState,
     TransientError,
 )
-from integrations.base._resilience import CircuitBreaker
+from integrations.base._resilience import _BREAKERS, CircuitBreaker, breaker_for
 from integrations.base.http import map_http_errors, raise_for_status
 from integrations.base.lifecycle import run_lifecycle
 from integrations.base.registry import ConnectorEntry
@@ -860,3 +861,22 @@ def test_run_lifecycle_reports_ok_when_a_retry_succeeded(sink: MemoryAuditSink) 
     ]
     assert report.steps[3].result is not None
     assert report.ok
+
+
+@pytest.mark.timeout(60)
+def test_breakers_follow_their_connectors_through_garbage_collection() -> None:
+    # Connectors caught in reference cycles die during a later collection, which may run in
+    # the middle of `breaker_for`: nothing of the registry of breakers may block it then.
+    class Cyclic:
+        def __init__(self) -> None:
+            self.me = self
+
+    policy = BreakerPolicy(failure_threshold=3, cool_down=1.0)
+    kept = Cyclic()
+    shared = breaker_for(kept, policy)
+    for _ in range(2000):
+        breaker_for(Cyclic(), policy)
+    gc.collect()
+
+    assert breaker_for(kept, policy) is shared
+    assert len(_BREAKERS) < 50
