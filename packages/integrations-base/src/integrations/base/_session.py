@@ -181,6 +181,15 @@ class _Governor:
             raise LifecycleError(f"config must be a mapping or a {config_model.__name__}")
         return config_model.from_mapping(raw, secrets=self.governance.secrets)
 
+    def prepare(self, config_model: type[ConnectorConfig], raw: object) -> ConnectorConfig:
+        """What opening a session does before the connector is called: policies, then config.
+
+        The order is the session's rule: a denied or misconfigured session never reaches
+        `auth`, so nothing has to be revoked.
+        """
+        self.authorize("auth")
+        return self.config(config_model, raw)
+
     def admit(self, operation: str) -> None:
         """Check state, support and policies before a data operation reaches the connector."""
         if self.state is not SessionState.CONNECTED:
@@ -562,8 +571,7 @@ class Session(_SessionBase[Connector[Any]]):
         governor = self._governor
         governor.require(SessionState.CREATED, "open")
         try:
-            governor.authorize("auth")
-            config = governor.config(type(self.connector).config_model, self._raw_config)
+            config = governor.prepare(type(self.connector).config_model, self._raw_config)
             governor.token = self._step("auth", self.connector.auth, governor.context)
             governor.transition(SessionState.AUTHENTICATED)
             self._step("connect", self.connector.connect, config)
@@ -682,8 +690,7 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
         governor = self._governor
         governor.require(SessionState.CREATED, "open")
         try:
-            governor.authorize("auth")
-            config = governor.config(type(self.connector).config_model, self._raw_config)
+            config = governor.prepare(type(self.connector).config_model, self._raw_config)
             governor.token = await self._step("auth", self.connector.auth, governor.context)
             governor.transition(SessionState.AUTHENTICATED)
             await self._step("connect", self.connector.connect, config)
