@@ -1,0 +1,70 @@
+"""The storage side of a memory store: what a backend (SQLite, Redis, PostgreSQL) implements.
+
+`MemoryStoreConnector` does everything the backends share (the tenant from the auth context,
+checking pushes and queries, cursors of sync states, the lifecycle), so a backend only
+stores and finds memories. Its rules:
+
+- `write` applies a whole batch in one transaction (all or nothing). Every memory whose
+  stored state changes gets the next numbers of its tenant's change sequence; numbers are
+  handed out in commit order, so a sync that has seen number N never meets a later commit
+  with a number at or below N. An upsert equal to the stored memory (text, tags and
+  metadata) and a deletion of an absent or deleted memory change nothing and take no number.
+- `query` returns one page of live memories matching the query, ranked by relevance when
+  it has words and newest first (by creation) otherwise, with a cursor for the next page that
+  neither repeats nor skips memories that stay unchanged while the caller pages.
+- `changes` returns the tenant's memories whose latest change is numbered after `after`,
+  tombstones included, in number order.
+
+Every call runs inside the backend's `errors()`, which maps the driver's exceptions into the
+library's error tree.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from integrations.base import JsonObject
+
+from ._memory import StoredMemory, WriteBatch
+from ._query import MemoryQuery
+
+__all__ = ["MemoryBackend", "MemoryPage"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPage:
+    """One page of a fetch and the cursor to the next (None on the last page)."""
+
+    memories: tuple[StoredMemory, ...]
+    next_cursor: str | None = None
+
+
+class MemoryBackend(Protocol):
+    """A memory store's storage: one per open connection, used under the connector's lock."""
+
+    def errors(self) -> AbstractContextManager[None]:
+        """A block in which the driver's exceptions become the library's errors."""
+        ...
+
+    def describe(self) -> JsonObject:
+        """What the connection reports as `Connection.info` (never credentials)."""
+        ...
+
+    def write(self, tenant: str, batch: WriteBatch, now: datetime) -> None:
+        """Apply `batch` for `tenant` in one transaction, stamping changes with `now`."""
+        ...
+
+    def query(self, tenant: str, query: MemoryQuery) -> MemoryPage:
+        """One page of `tenant`'s live memories matching `query`."""
+        ...
+
+    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
+        """Up to `limit` of `tenant`'s changes numbered after `after`, in number order."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; called once, by revoke."""
+        ...

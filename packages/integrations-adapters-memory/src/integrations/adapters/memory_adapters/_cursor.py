@@ -1,0 +1,72 @@
+"""Opaque cursors and sync states: what a store needs to resume, sealed against misuse.
+
+A fetch cursor is bound to the query that produced it (its fingerprint): offered with another
+query it is refused rather than quietly paging the wrong results. A sync state carries the
+last change sequence number the caller has seen. Both are URL-safe base64 of a small JSON
+object; anything that does not decode to what was issued raises `InvalidRequest`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Final
+
+from integrations.base import InvalidRequest, SyncState
+
+from ._memory import canonical_json
+
+__all__ = ["decode_cursor", "decode_sync_state", "encode_cursor", "encode_sync_state"]
+
+_VERSION: Final = 1
+_SYNC_KIND: Final = "sync"
+
+
+def encode_cursor(kind: str, fingerprint: str, **position: Any) -> str:
+    """A cursor of `kind` for the query `fingerprint`, holding `position` (JSON values)."""
+    body = {"v": _VERSION, "k": kind, "q": fingerprint, "p": position}
+    return base64.urlsafe_b64encode(canonical_json(body).encode()).decode().rstrip("=")
+
+
+def decode_cursor(
+    cursor: str, *, fingerprint: str, kinds: frozenset[str]
+) -> tuple[str, dict[str, Any]]:
+    """The kind and position a cursor holds; `InvalidRequest` when it is damaged or foreign."""
+    body = _decode(cursor, "cursor")
+    kind, position = body.get("k"), body.get("p")
+    if kind not in kinds or not isinstance(position, dict):
+        raise InvalidRequest("the cursor was not issued by this memory store")
+    if body.get("q") != fingerprint:
+        raise InvalidRequest(
+            "the cursor belongs to another query: page with the text and filters that issued it"
+        )
+    return str(kind), position
+
+
+def encode_sync_state(seq: int) -> SyncState:
+    """The state after the change numbered `seq` (0 before any change)."""
+    return SyncState(cursor=encode_cursor(_SYNC_KIND, "", seq=seq), bookmarks={"seq": seq})
+
+
+def decode_sync_state(state: SyncState) -> int:
+    """The change sequence number `state` resumes after; `InvalidRequest` when it is damaged."""
+    if state.cursor is None:
+        return 0
+    body = _decode(state.cursor, "sync state")
+    position = body.get("p")
+    seq = position.get("seq") if isinstance(position, dict) else None
+    if body.get("k") != _SYNC_KIND or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise InvalidRequest("the sync state was not issued by this memory store")
+    return seq
+
+
+def _decode(token: str, what: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        body = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidRequest(f"the {what} is damaged: it does not decode") from None
+    if not isinstance(body, dict) or body.get("v") != _VERSION:
+        raise InvalidRequest(f"the {what} is damaged or from an incompatible version")
+    return body

@@ -1,0 +1,1 @@
+"""Legacy import path of the memory adapters; see `integrations.adapters.memory_adapters`."""
