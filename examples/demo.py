@@ -1,16 +1,20 @@
-"""The README's main job: discover connectors, then run a governed lifecycle of the mock.
+"""The README's main job: discover connectors, then govern sessions on the SQLite memory store.
 
-Run with `make demo`. It shows what platform code sees: the registry lists every installed
-connector without importing any, a session runs auth → connect → push → fetch → sync →
-revoke under the default policies, secrets are passed by reference and never printed, and
-every step leaves an audit event sharing one correlation id.
+Run with `make demo`. It shows what platform code sees. The registry lists every installed
+connector without importing any. Two tenants then keep memories in one embedded SQLite file
+through governed sessions: each session authenticates for its tenant, connects, runs its
+operations and revokes, under the default policies, and every step leaves an audit event. A
+tenant never sees the other's memories; a text query is ranked by relevance; a sync from a
+saved state returns only what changed since; a forgotten memory comes back as a tombstone.
 """
 
 from __future__ import annotations
 
-import os
+import tempfile
+from pathlib import Path
 
 from integrations.base import (
+    AuditEvent,
     AuthContext,
     FetchQuery,
     Governance,
@@ -18,14 +22,14 @@ from integrations.base import (
     PolicyError,
     PushPayload,
     Record,
-    SecretResolver,
     SyncState,
     registry,
 )
-from integrations.base.lifecycle import LifecycleReport, run_lifecycle
+from integrations.base.lifecycle import Session
 
-MOCK_CONFIG = {"store": "demo", "api_key": "env:DEMO_MOCK_API_KEY"}
-"""The API key is passed by reference; the session resolves it when it opens."""
+STORE = "memory.sqlite"
+ACME = AuthContext(tenant="acme", actor="alice")
+GLOBEX = AuthContext(tenant="globex", actor="bob")
 
 
 def heading(text: str) -> None:
@@ -33,14 +37,19 @@ def heading(text: str) -> None:
     print(f"\n== {text} ==")
 
 
+def memory(record_id: str, text: str, *tags: str) -> Record:
+    """A memory as the contract carries it: text, tags and metadata in a record."""
+    return Record(id=record_id, data={"text": text, "tags": list(tags), "metadata": {}})
+
+
 def list_connectors() -> None:
     """Discovery reads manifests only: nothing below is imported yet."""
-    heading("Discovered connectors")
+    heading("Discovered connectors (read from manifests, nothing imported)")
     registry.discover()
     for info in registry.connectors():
         capabilities = ", ".join(info.capabilities) or "-"
         print(
-            f"  {info.name:<22} {info.status.value:<12} {info.distribution or '-'} "
+            f"  {info.name:<24} {info.status.value:<4} {info.distribution or '-'} "
             f"{info.distribution_version or ''}  [{capabilities}]"
             + (f"  problem: {info.problem}" if info.problem else "")
         )
@@ -48,80 +57,97 @@ def list_connectors() -> None:
         print(f"  (manifest) {problem.source}: {problem.reason}")
 
 
-def describe(result: object) -> str:
-    """One line about a step's result."""
-    for attribute in ("accepted", "records", "changes"):
-        value = getattr(result, attribute, None)
-        if isinstance(value, tuple):
-            ids = [getattr(item, "id", item) for item in value]
-            return f"{attribute}={ids}"
-    return type(result).__name__ if result is not None else ""
+def show(records: tuple[Record, ...]) -> None:
+    """One line per record: id, then its text or that it was deleted."""
+    for record in records:
+        what = "(forgotten)" if record.deleted else repr(record.data.get("text"))
+        print(f"    {record.id:<10} {what}")
 
 
-def print_report(report: LifecycleReport) -> None:
-    """Each step with outcome and timing, then the audit trail."""
-    heading(f"Governed lifecycle of {report.connector!r}")
-    for step in report.steps:
-        error = f" {step.error_type}" if step.error_type else ""
+def pushes(session: Session, tenant: str, records: list[Record]) -> None:
+    """Push `records` and say what the store accepted."""
+    result = session.push(PushPayload(records=tuple(records)))
+    print(f"  {tenant}: pushed {list(result.accepted)}")
+
+
+def print_audit(events: list[AuditEvent]) -> None:
+    """The audit trail: one line per finished step, grouped by session."""
+    heading("Audit trail (one correlation id per session)")
+    for event in events:
+        if event.phase == "started":
+            continue
         print(
-            f"  {step.step:<8} attempt {step.attempt}  {step.outcome:<6}"
-            f" {step.duration_seconds * 1000:7.3f} ms{error}  {describe(step.result)}"
-        )
-    if report.error:
-        print(f"  stopped: {report.error}")
-    heading(f"Audit trail (correlation id {report.correlation_id})")
-    for event in report.audit:
-        fields = event.to_dict()
-        print(
-            f"  #{event.sequence:<2} {fields['time'][11:23]} {event.operation:<8}"
-            f" {event.phase:<9} outcome={event.outcome or '-':<6}"
-            f" tenant={event.tenant} actor={event.actor}"
+            f"  {event.correlation_id[:8]} {event.operation:<7} {event.outcome or '-':<7}"
+            f" tenant={event.tenant or '-':<7} actor={event.actor or '-':<6}"
+            f" connector={event.connector.name}"
         )
 
 
 def main() -> None:
     """Run the demo."""
     list_connectors()
-    os.environ.setdefault("DEMO_MOCK_API_KEY", "demo-key-never-printed")
-    context = AuthContext(tenant="acme", actor="alice")
-    records = tuple(
-        Record(id=f"note-{n}", data={"text": text, "tags": ["demo"]})
-        for n, text in enumerate(["call the bank", "renew the domain", "book the venue"], 1)
-    )
-    report = run_lifecycle(
-        "mock",
-        config=MOCK_CONFIG,
-        context=context,
-        plan=[
-            PushPayload(records=records, idempotency_key="demo-batch-1"),
-            FetchQuery(text="the", limit=2),
-            SyncState(),
-        ],
-        governance=Governance(audit=MemoryAuditSink()),
-    )
-    print_report(report)
+    audit = MemoryAuditSink()
+    governance = Governance(audit=audit)
+    with tempfile.TemporaryDirectory() as directory:
+        config = {"path": str(Path(directory) / "memories.sqlite3")}
+        heading(f"Two tenants push memories into {STORE} ({config['path']})")
+        with registry.open(STORE, config=config, context=ACME, governance=governance) as acme:
+            pushes(
+                acme,
+                "acme",
+                [
+                    memory("inv-1", "Invoice 1042 from Hetzner is due on the 30th", "billing"),
+                    memory(
+                        "inv-2", "Invoice reminder: the invoice for the venue is overdue", "billing"
+                    ),
+                    memory("trip", "Flight to Lisbon on Tuesday, hotel near the venue", "travel"),
+                ],
+            )
+            with registry.open(
+                STORE, config=config, context=GLOBEX, governance=governance
+            ) as globex:
+                pushes(
+                    globex, "globex", [memory("inv-1", "Globex invoice: paid in full", "billing")]
+                )
 
-    heading("Incremental sync: only what changed since the saved state")
-    with registry.open("mock", config=MOCK_CONFIG, context=context) as session:
-        saved = session.sync(SyncState()).state.to_json()
-        session.push(PushPayload(records=(Record(id="note-2", deleted=True),)))
-        changes = session.sync(SyncState.from_json(saved)).changes
-        print(f"  saved state {saved}")
-        print(
-            f"  changes since: {[(r.id, 'deleted' if r.deleted else 'upserted') for r in changes]}"
-        )
-    config_model = registry.get("mock").config_model
-    resolved = config_model.from_mapping(MOCK_CONFIG, secrets=SecretResolver())
-    print(f"  the resolved config as any log shows it: {resolved!r}")
+            heading("Text query 'invoice' for acme: ranked by relevance, acme's memories only")
+            show(acme.fetch(FetchQuery(text="invoice", limit=10)).records)
 
-    heading("Policies: a session without an actor")
-    try:
-        with registry.open(
-            "mock", config={"store": "demo"}, context=AuthContext(tenant="acme")
-        ) as session:
-            session.fetch(FetchQuery())
-    except PolicyError as error:
-        print(f"  refused before any call: {error}")
+            heading("Two syncs: the second returns only what changed in between")
+            first = acme.sync(SyncState())
+            print(f"  first sync: {first.upserted} upserted, {first.deleted} deleted")
+            saved = first.state.to_json()
+            print(f"  saved state: {saved}")
+            pushes(
+                acme,
+                "acme",
+                [
+                    memory(
+                        "trip",
+                        "Flight to Lisbon moved to Wednesday, hotel near the venue",
+                        "travel",
+                    ),
+                    memory("inv-1", "Invoice 1042 from Hetzner is due on the 30th", "billing"),
+                ],
+            )
+            second = acme.sync(SyncState.from_json(saved))
+            print("  second sync (inv-1 was pushed unchanged, so it is not a change):")
+            show(second.changes)
+
+            heading("Forget one memory")
+            pushes(acme, "acme", [Record(id="inv-2", deleted=True)])
+            print("  sync from the second state reports the tombstone:")
+            show(acme.sync(second.state).changes)
+            print("  what acme can still fetch, newest first:")
+            show(acme.fetch(FetchQuery()).records)
+
+        heading("Policies: a session without an actor is refused before any call")
+        try:
+            with registry.open(STORE, config=config, context=AuthContext(tenant="acme")):
+                pass
+        except PolicyError as error:
+            print(f"  {type(error).__name__}: {error}")
+    print_audit(audit.events)
 
 
 if __name__ == "__main__":

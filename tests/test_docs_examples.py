@@ -1,9 +1,11 @@
-"""Every Python example of the lifecycle, governance, secrets and resilience pages runs as shown.
+"""Every Python example of the concept pages (lifecycle to memory stores) runs as shown.
 
 Each ```python block of those pages is executed on its own, in a fresh namespace, against the
-real mock connector of the installed `integrations-mocks` (no fake): the pages promise that
-their examples run, and this is where that promise is kept. A block preceded by the comment
-``<!-- docs-example: skip -->`` would be left out; the pages are written not to need it.
+real mock connector of the installed `integrations-mocks`, the real SQLite memory store and
+the Knowledge Vault API served on 127.0.0.1 (no fake): the pages promise that their examples
+run, and this is where that promise is kept. A block preceded by the comment
+``<!-- docs-example: skip -->`` is left out: only the legacy code the migration page quotes
+as "before" is marked so.
 
 Between examples the test restores what an example may change in the process (environment
 variables, the mock's in-memory stores, logging configuration, the working directory), so
@@ -23,7 +25,15 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PAGES = ("lifecycle.md", "governance.md", "secrets.md", "resilience.md", "observability.md")
+PAGES = (
+    "lifecycle.md",
+    "governance.md",
+    "secrets.md",
+    "resilience.md",
+    "observability.md",
+    "memory.md",
+    "migration.md",
+)
 SKIP_MARKER = "<!-- docs-example: skip -->"
 LOGGERS = ("", "integrations", "integrations.audit", "integrations.lifecycle")
 
@@ -96,7 +106,17 @@ def test_every_page_has_examples() -> None:
         assert examples_of(page), f"docs/{page} has no ```python example"
 
 
-@pytest.mark.usefixtures("isolated")
+@pytest.fixture
+def knowledge_vault_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The migration page's examples read ``KNOWLEDGE_VAULT_URL``: point it at a real server."""
+    from integrations.adapters.memory_adapters.testing import KnowledgeVaultServer
+
+    with KnowledgeVaultServer() as server:
+        monkeypatch.setenv("KNOWLEDGE_VAULT_URL", server.url)
+        yield
+
+
+@pytest.mark.usefixtures("isolated", "knowledge_vault_url")
 @pytest.mark.parametrize("example", EXAMPLES, ids=[example.id for example in EXAMPLES])
 def test_example_runs(example: Example) -> None:
     # Pad with blank lines so that a traceback points at the line of the page.

@@ -2,7 +2,7 @@
 
 In a fresh environment, the base and mocks wheels alone give a working ``integrations.base``
 and ``integrations.mocks`` with no ``integrations.adapters`` at all; adding the memory adapter
-wheel adds that one distribution and nothing else.
+wheel adds that one distribution (and the one library its default store needs) and nothing else.
 
 Every workspace wheel is passed to the installer as a file, including integrations-base when
 only an adapter is being added: named by file, it can never be replaced by a same-named
@@ -41,6 +41,14 @@ rows += [problem.to_json() for problem in registry.problems()]
 print(json.dumps(rows))
 """
 
+_GET_REDIS = """\
+from integrations.base import IntegrationsError, registry
+try:
+    registry.get("memory.redis")
+except IntegrationsError as error:
+    print(f"{type(error).__name__}: {error}")
+"""
+
 
 @dataclass(frozen=True)
 class Steps:
@@ -50,6 +58,7 @@ class Steps:
     with_memory: Probe
     core_connectors: list[dict[str, Any]]
     memory_connectors: list[dict[str, Any]]
+    redis_without_driver: str
     console_script: subprocess.CompletedProcess[str]
 
 
@@ -79,6 +88,7 @@ def steps(venv_factory: VenvFactory, wheels: dict[str, Path]) -> Steps:
         with_memory=venv.probe(MODULES),
         core_connectors=core_connectors,
         memory_connectors=listed(venv.python),
+        redis_without_driver=run([str(venv.python), "-c", _GET_REDIS]).strip(),
         console_script=console_script,
     )
 
@@ -98,7 +108,8 @@ def test_no_adapters_namespace_without_an_adapter(steps: Steps) -> None:
 
 def test_adding_memory_adds_exactly_that_distribution(steps: Steps) -> None:
     before, after = steps.core.distributions, steps.with_memory.distributions
-    assert set(after) - set(before) == {"integrations-adapters-memory"}
+    # platformdirs locates the default SQLite file; the other stores' drivers are extras.
+    assert set(after) - set(before) == {"integrations-adapters-memory", "platformdirs"}
     assert {name: after[name] for name in before} == before, "an installed version changed"
 
 
@@ -117,9 +128,22 @@ def test_the_registry_lists_the_mock_alone_with_base_and_mocks(steps: Steps) -> 
 
 
 def test_adding_the_memory_wheel_is_picked_up_and_brings_no_problem(steps: Steps) -> None:
-    # The memory distribution declares no connector yet: its manifest is read and adds none,
-    # and it brings no problem row.
-    assert [(row["name"], row["status"]) for row in steps.memory_connectors] == [("mock", "ok")]
+    # Listing reads manifests without importing: the Redis, PostgreSQL and Knowledge Vault
+    # connectors are listed although their drivers (extras) are not installed.
+    rows = {row["name"]: (row["status"], row["distribution"]) for row in steps.memory_connectors}
+    memory = ("ok", "integrations-adapters-memory")
+    assert rows == {
+        "mock": ("ok", "integrations-mocks"),
+        "memory.sqlite": memory,
+        "memory.redis": memory,
+        "memory.postgres": memory,
+        "memory.knowledge_vault": memory,
+    }
+
+
+def test_a_store_whose_driver_is_missing_says_which_extra_to_install(steps: Steps) -> None:
+    assert steps.redis_without_driver.startswith("ConnectorUnavailable")
+    assert "pip install 'integrations-adapters-memory[redis]'" in steps.redis_without_driver
 
 
 def test_the_console_script_without_the_cli_extra_says_what_to_install(steps: Steps) -> None:

@@ -6,6 +6,11 @@ prove that a deployment can pick this adapter package alone.
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+
+from integrations.base import check_connector_class
 from integrations.base.testing import distribution_layout_problems, read_package_manifest
 
 DIST = "integrations-adapters-memory"
@@ -16,6 +21,37 @@ def test_distribution_has_the_shape_every_distribution_shares() -> None:
     assert distribution_layout_problems(DIST, PACKAGE) == []
 
 
-def test_manifest_declares_no_connector() -> None:
-    # The package ships no connector yet, and no placeholder pretends to be one.
-    assert read_package_manifest(PACKAGE).entries == ()
+def test_manifest_declares_the_four_memory_stores() -> None:
+    entries = {entry.name: entry for _, entry in read_package_manifest(PACKAGE).entries}
+    assert sorted(entries) == [
+        "memory.knowledge_vault",
+        "memory.postgres",
+        "memory.redis",
+        "memory.sqlite",
+    ]
+    assert {name: entry.module.rsplit(".", 1)[1] for name, entry in entries.items()} == {
+        "memory.knowledge_vault": "knowledge_vault",
+        "memory.postgres": "postgres",
+        "memory.redis": "redis",
+        "memory.sqlite": "sqlite",
+    }
+
+
+def test_every_entry_names_a_class_that_fits_the_contract() -> None:
+    for _, entry in read_package_manifest(PACKAGE).entries:
+        module = importlib.import_module(entry.module)
+        check_connector_class(getattr(module, entry.class_name))
+
+
+def test_importing_the_package_imports_no_driver() -> None:
+    # A deployment that uses only the SQLite store never loads redis, psycopg or httpx.
+    code = (
+        "import sys, integrations.adapters.memory_adapters, "
+        "integrations.adapters.memory_adapters.sqlite\n"
+        "drivers = ('redis', 'psycopg', 'psycopg_pool', 'httpx')\n"
+        "print(sorted(m for m in drivers if m in sys.modules))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert output.strip() == "[]"

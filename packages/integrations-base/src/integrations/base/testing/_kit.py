@@ -200,6 +200,14 @@ class ConnectorCertification:
         """
         return list(invalid_config_candidates(self.subject.config_model, self.config_mapping))
 
+    def probe_query(self) -> FetchQuery:
+        """The fetch the resource-leak check runs in each of its sessions.
+
+        The default asks for one record with no text or filter; a connector whose backend
+        only answers text queries returns one it can answer.
+        """
+        return FetchQuery(limit=1)
+
     def context(self) -> AuthContext:
         """Who the checks run as; by default a fresh tenant per check, so checks never meet."""
         return AuthContext(tenant=f"certification-{uuid.uuid4().hex[:12]}", actor="certification")
@@ -910,7 +918,7 @@ class ConnectorCertification:
         offered = self.subject.capabilities
         with self.open_session() as session:
             if Capability.FETCH in offered:
-                session.fetch(FetchQuery(limit=1))
+                session.fetch(self.probe_query())
             elif Capability.SYNC in offered:
                 session.sync(SyncState())
 

@@ -1,0 +1,91 @@
+"""The raw psycopg baseline the ``memory.postgres`` connector is measured against.
+
+`RawClient` writes the same rows into the same schema the connector uses (the schema must
+exist: open a connector session on it first) and runs the same text search SQL, with none of
+the connector's work: no comparison with stored memories (it assumes it is the only writer
+and that every record is new), one ``executemany`` per push (pipelined by psycopg; ``COPY``
+is refused on tables under row-level security). `connector_config` is the connector's
+config for the same database and schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from integrations.adapters.memory_adapters import canonical_json
+from integrations.base import Record
+
+__all__ = ["RawClient", "connector_config"]
+
+
+def connector_config(dsn: str, schema: str) -> dict[str, object]:
+    """The ``memory.postgres`` config writing to `schema` of the database at `dsn`."""
+    return {"dsn": dsn, "schema_name": schema}
+
+
+class RawClient:
+    """Direct psycopg writes and text queries on the connector's tables."""
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        self._connection = psycopg.connect(dsn, autocommit=True)
+        name = sql.Identifier(schema).as_string()
+        self._set_tenant = "SELECT set_config('integrations.tenant', %s, true)"
+        self._lock = (
+            f"INSERT INTO {name}.tenants AS t (tenant, last_seq) VALUES (%s, 0) "
+            "ON CONFLICT (tenant) DO UPDATE SET last_seq = t.last_seq RETURNING last_seq"
+        )
+        self._advance = f"UPDATE {name}.tenants SET last_seq = %s WHERE tenant = %s"
+        self._insert = (
+            f"INSERT INTO {name}.memories (tenant, id, text, tags, metadata_json, created_at, "
+            "updated_at, created_seq, seq, deleted) "
+            "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, false)"
+        )
+        self._search = (
+            f"SELECT id FROM {name}.memories, plainto_tsquery('english', %s) AS q "
+            "WHERE tenant = %s AND NOT deleted AND document @@ q "
+            "ORDER BY ts_rank(document, q) DESC, created_seq DESC LIMIT %s"
+        )
+
+    def push(self, tenant: str, records: Sequence[Record]) -> None:
+        """Insert `records` (all new) in one transaction, numbering them like the connector."""
+        now = datetime.now(UTC)
+        with self._connection.transaction():
+            self._connection.execute(self._set_tenant, (tenant,))
+            row = self._connection.execute(self._lock, (tenant,)).fetchone()
+            last: int = row[0] if row is not None else 0
+            rows = [
+                (
+                    tenant,
+                    record.id,
+                    _data(record)["text"],
+                    canonical_json(_data(record).get("tags", [])),
+                    canonical_json(_data(record).get("metadata", {})),
+                    now,
+                    now,
+                    number,
+                    number,
+                )
+                for number, record in enumerate(records, start=last + 1)
+            ]
+            self._connection.cursor().executemany(self._insert, rows)
+            self._connection.execute(self._advance, (last + len(records), tenant))
+
+    def text_query(self, tenant: str, text: str, limit: int) -> list[str]:
+        """The ids of the best `limit` live memories holding every word of `text`."""
+        with self._connection.transaction():
+            self._connection.execute(self._set_tenant, (tenant,))
+            rows = self._connection.execute(self._search, (text, tenant, limit)).fetchall()
+        return [row[0] for row in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._connection.close()
+
+
+def _data(record: Record) -> dict[str, Any]:
+    return record.data

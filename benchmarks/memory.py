@@ -1,0 +1,290 @@
+"""Memory stores: a governed session against the raw client, for writes and text queries.
+
+For each backend (SQLite, Redis, PostgreSQL), in one run:
+  push   100,000 memories in batches of 1,000 through a governed `Session` (default policies,
+         in-memory audit, retries and breaker in place) vs the raw client doing the same writes
+         into the same schema (sqlite3 executemany, a redis-py pipeline, psycopg executemany);
+  query  1,000 text queries (limit 10) through the session vs the raw SQL / command.
+Each measurement is repeated (fresh store each time for writes), interleaved, and the median
+is reported. Target: the session reaches >= 0.8x the raw client's throughput for each.
+
+Redis and PostgreSQL are throwaway servers started from the installed binaries unless
+REDIS_URL / DATABASE_URL are set.
+
+Run: python benchmarks/memory.py [--backends sqlite,redis,postgres] [--records N]
+                                 [--batch B] [--queries Q] [--repeats R] [--budget SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from integrations.adapters.memory_adapters.testing import postgres_server, redis_server
+from integrations.base import (
+    AuthContext,
+    FetchQuery,
+    Governance,
+    MemoryAuditSink,
+    PushPayload,
+    Record,
+    registry,
+)
+
+TENANT = "bench"
+CONTEXT = AuthContext(tenant=TENANT, actor="benchmark")
+TOPICS = [f"topic{n}" for n in range(400)]
+"""Words each memory draws two of: a text query for one matches about 0.5% of memories."""
+FILLER = "note about the meeting with the team and the plan for next week".split()
+
+
+class RawClient(Protocol):
+    """What each backend's raw client offers (see `_memory_<backend>.py`)."""
+
+    def push(self, tenant: str, records: Sequence[Record]) -> None: ...
+    def text_query(self, tenant: str, text: str, limit: int) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One store: its registry name, how to make a fresh location, config and raw client."""
+
+    name: str
+    fresh: Callable[[], str]
+    config: Callable[[str], dict[str, object]]
+    raw: Callable[[str], RawClient]
+
+
+def memories(count: int, seed: int = 7) -> list[Record]:
+    """`count` memories with realistic text, two topic words each, tags and metadata."""
+    rng = random.Random(seed)
+    records = []
+    for n in range(count):
+        words = rng.sample(FILLER, 6) + rng.sample(TOPICS, 2)
+        rng.shuffle(words)
+        records.append(
+            Record(
+                id=f"m{n:06d}",
+                data={
+                    "text": " ".join(words).capitalize(),
+                    "tags": [rng.choice(["work", "home", "travel"])],
+                    "metadata": {"source": "benchmark", "n": n},
+                },
+            )
+        )
+    return records
+
+
+def batches(records: list[Record], size: int) -> list[list[Record]]:
+    """`records` cut into batches of `size`."""
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+def governed_push(backend: Backend, location: str, chunks: list[list[Record]]) -> float:
+    """Seconds to push every batch through one governed session."""
+    payloads = [PushPayload(records=tuple(chunk)) for chunk in chunks]
+    governance = Governance(audit=MemoryAuditSink())
+    config = backend.config(location)
+    with registry.open(backend.name, config=config, context=CONTEXT, governance=governance) as s:
+        started = time.perf_counter()
+        for payload in payloads:
+            result = s.push(payload)
+            assert not result.rejected, result.rejected[:3]
+        return time.perf_counter() - started
+
+
+def raw_push(backend: Backend, location: str, chunks: list[list[Record]]) -> float:
+    """Seconds for the raw client to write every batch into a schema the connector created."""
+    with registry.open(backend.name, config=backend.config(location), context=CONTEXT):
+        pass  # creates the schema (and nothing else) in the fresh location
+    client = backend.raw(location)
+    try:
+        started = time.perf_counter()
+        for chunk in chunks:
+            client.push(TENANT, chunk)
+        return time.perf_counter() - started
+    finally:
+        client.close()
+
+
+def governed_queries(backend: Backend, location: str, texts: list[str]) -> float:
+    """Seconds for the text queries through one governed session."""
+    governance = Governance(audit=MemoryAuditSink())
+    config = backend.config(location)
+    with registry.open(backend.name, config=config, context=CONTEXT, governance=governance) as s:
+        started = time.perf_counter()
+        for text in texts:
+            s.fetch(FetchQuery(text=text, limit=10))
+        return time.perf_counter() - started
+
+
+def raw_queries(backend: Backend, location: str, texts: list[str]) -> float:
+    """Seconds for the same text queries sent by the raw client."""
+    client = backend.raw(location)
+    try:
+        started = time.perf_counter()
+        for text in texts:
+            client.text_query(TENANT, text, 10)
+        return time.perf_counter() - started
+    finally:
+        client.close()
+
+
+def check_same_answers(backend: Backend, location: str, texts: list[str]) -> None:
+    """The session and the raw client must find the same memories, or the race is unfair."""
+    client = backend.raw(location)
+    try:
+        config = backend.config(location)
+        with registry.open(backend.name, config=config, context=CONTEXT) as session:
+            for text in texts[:20]:
+                ours = {r.id for r in session.fetch(FetchQuery(text=text, limit=10)).records}
+                theirs = set(client.text_query(TENANT, text, 10))
+                assert ours == theirs, f"{backend.name} {text!r}: {ours ^ theirs}"
+    finally:
+        client.close()
+
+
+@dataclass
+class Result:
+    """Medians of one backend's measurements."""
+
+    backend: str
+    push_governed: float
+    push_raw: float
+    query_governed: float
+    query_raw: float
+    repeats: int
+
+
+def measure(backend: Backend, args: argparse.Namespace, deadline: float) -> Result:
+    """Interleave governed and raw runs until `repeats` are done or the budget is spent."""
+    records = memories(args.records)
+    chunks = batches(records, args.batch)
+    texts = [random.Random(n).choice(TOPICS) for n in range(args.queries)]
+    pushes: dict[str, list[float]] = {"governed": [], "raw": []}
+    queries: dict[str, list[float]] = {"governed": [], "raw": []}
+    filled = backend.fresh()
+    for repeat in range(args.repeats):
+        order = ["governed", "raw"] if repeat % 2 == 0 else ["raw", "governed"]
+        for side in order:
+            location = filled if (side == "governed" and repeat == 0) else backend.fresh()
+            run = governed_push if side == "governed" else raw_push
+            pushes[side].append(run(backend, location, chunks))
+        if repeat == 0:
+            check_same_answers(backend, filled, texts)
+        for side in order:
+            run_queries = governed_queries if side == "governed" else raw_queries
+            queries[side].append(run_queries(backend, filled, texts))
+        if time.monotonic() > deadline:
+            break
+    count = len(pushes["raw"])
+    return Result(
+        backend=backend.name,
+        push_governed=args.records / statistics.median(pushes["governed"]),
+        push_raw=args.records / statistics.median(pushes["raw"]),
+        query_governed=args.queries / statistics.median(queries["governed"]),
+        query_raw=args.queries / statistics.median(queries["raw"]),
+        repeats=count,
+    )
+
+
+@contextlib.contextmanager
+def backends(names: list[str], scratch: Path) -> Iterator[list[Backend]]:
+    """The chosen backends, with their servers running for as long as the block runs."""
+    with contextlib.ExitStack() as stack:
+        chosen = []
+        for name in names:
+            chosen.append(stack.enter_context(_backend(name, scratch)))
+        yield chosen
+
+
+@contextlib.contextmanager
+def _backend(name: str, scratch: Path) -> Iterator[Backend]:
+    if name == "sqlite":
+        import _memory_sqlite as sqlite_side
+
+        yield Backend(
+            "memory.sqlite",
+            fresh=lambda: str(scratch / f"{uuid.uuid4().hex}.sqlite3"),
+            config=sqlite_side.connector_config,
+            raw=sqlite_side.RawClient,
+        )
+    elif name == "redis":
+        import _memory_redis as redis_side
+
+        with _server("REDIS_URL", redis_server) as url:
+            yield Backend(
+                "memory.redis",
+                fresh=lambda: f"bench:{uuid.uuid4().hex[:8]}",
+                config=lambda prefix: redis_side.connector_config(url, prefix),
+                raw=lambda prefix: redis_side.RawClient(url, prefix),
+            )
+    elif name == "postgres":
+        import _memory_postgres as postgres_side
+
+        with _server("DATABASE_URL", postgres_server) as dsn:
+            yield Backend(
+                "memory.postgres",
+                fresh=lambda: f"bench_{uuid.uuid4().hex[:8]}",
+                config=lambda schema: postgres_side.connector_config(dsn, schema),
+                raw=lambda schema: postgres_side.RawClient(dsn, schema),
+            )
+    else:
+        raise SystemExit(f"unknown backend {name!r}; choose from sqlite, redis, postgres")
+
+
+@contextlib.contextmanager
+def _server(variable: str, start: Callable[[], Any]) -> Iterator[str]:
+    given = os.environ.get(variable)
+    if given:
+        yield given
+        return
+    with start() as location:
+        yield str(location)
+
+
+def main() -> None:
+    """Run every chosen backend and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="sqlite,redis,postgres")
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=900.0, help="seconds per backend")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as directory:
+        with backends(args.backends.split(","), Path(directory)) as chosen:
+            for backend in chosen:
+                results.append(measure(backend, args, time.monotonic() + args.budget))
+    print(
+        f"\n{args.records} memories in batches of {args.batch}; {args.queries} text queries "
+        "(limit 10); medians; ratio = governed / raw (target >= 0.80)\n"
+    )
+    print(
+        "| backend | push governed (rec/s) | push raw (rec/s) | ratio "
+        "| query governed (q/s) | query raw (q/s) | ratio | repeats |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(
+            f"| {r.backend} | {r.push_governed:,.0f} | {r.push_raw:,.0f} | "
+            f"{r.push_governed / r.push_raw:.2f} | {r.query_governed:,.0f} | "
+            f"{r.query_raw:,.0f} | {r.query_governed / r.query_raw:.2f} | {r.repeats} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

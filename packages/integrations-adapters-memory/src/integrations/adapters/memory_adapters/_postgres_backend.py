@@ -1,0 +1,374 @@
+"""`PostgresBackend`: memories in PostgreSQL tables, reached through a connection pool.
+
+Every operation is one transaction sent as one pipeline (one round trip): it first sets
+``integrations.tenant`` (what the row-level security policies compare with), then runs its
+statements. A write locks the tenant's counter row before anything else, so the tenant's
+writers take turns until each commits: change numbers are handed out, and committed, in
+order, and a sync that has read up to number N never meets a later commit numbered at or
+below N. The write itself is one statement for the whole batch (arrays unnested server-side):
+it compares incoming memories with the stored ones, numbers only those that change, upserts
+them, turns deleted ones into tombstones and moves the counter on.
+
+Fetches page with keysets: newest first on the immutable creation number; with words, on
+(``ts_rank``, creation number). ``ts_rank`` depends only on the memory and the query, so a
+memory keeps its place while others are written; the rank travels in the cursor as the
+float8 PostgreSQL computed, so the comparison is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import psycopg
+import psycopg_pool
+
+from integrations.base import InvalidRequest, JsonObject
+
+from ._backend import MemoryPage
+from ._cursor import decode_cursor, encode_cursor
+from ._memory import StoredMemory, WriteBatch, canonical_json
+from ._postgres_errors import map_errors
+from ._postgres_schema import SCHEMA_VERSION, migrate, qualified
+from ._query import MemoryFilter, MemoryQuery
+
+__all__ = ["PostgresBackend", "PostgresSettings", "open_postgres_backend"]
+
+Row = tuple[Any, ...]
+
+_RECENT: Final = "recent"
+_RANKED: Final = "ranked"
+_COLUMNS: Final = "id, text, tags, metadata_json, created_at, updated_at, seq, deleted"
+
+APPLICATION_NAME: Final = "integrations-memory"
+
+SET_TENANT: Final = "SELECT set_config('integrations.tenant', %s, true)"
+
+LOCK_TENANT: Final = """
+INSERT INTO {s}.tenants AS t (tenant, last_seq) VALUES (%s, 0)
+ON CONFLICT (tenant) DO UPDATE SET last_seq = t.last_seq
+"""
+
+WRITE: Final = """
+WITH base AS (
+    SELECT last_seq FROM {s}.tenants WHERE tenant = %(tenant)s
+), incoming AS (
+    SELECT i.id, i.text, i.tags::jsonb AS tags, i.metadata_json, i.ord
+    FROM unnest(%(ids)s::text[], %(texts)s::text[], %(tags)s::text[], %(metadata)s::text[])
+        WITH ORDINALITY AS i(id, text, tags, metadata_json, ord)
+), changed AS (
+    SELECT incoming.*, row_number() OVER (ORDER BY incoming.ord) AS n
+    FROM incoming
+    LEFT JOIN {s}.memories AS m ON m.tenant = %(tenant)s AND m.id = incoming.id
+    WHERE m.id IS NULL OR m.deleted OR m.text <> incoming.text OR m.tags <> incoming.tags
+        OR m.metadata_json <> incoming.metadata_json
+), doomed AS (
+    SELECT m.id, (SELECT count(*) FROM changed) + row_number() OVER (ORDER BY d.ord) AS n
+    FROM unnest(%(deletes)s::text[]) WITH ORDINALITY AS d(id, ord)
+    JOIN {s}.memories AS m ON m.tenant = %(tenant)s AND m.id = d.id AND NOT m.deleted
+), written AS (
+    INSERT INTO {s}.memories AS m (
+        tenant, id, text, tags, metadata_json, created_at, updated_at, created_seq, seq, deleted
+    )
+    SELECT %(tenant)s, c.id, c.text, c.tags, c.metadata_json, %(now)s, %(now)s,
+        b.last_seq + c.n, b.last_seq + c.n, false
+    FROM changed AS c CROSS JOIN base AS b
+    ON CONFLICT (tenant, id) DO UPDATE SET
+        text = EXCLUDED.text,
+        tags = EXCLUDED.tags,
+        metadata_json = EXCLUDED.metadata_json,
+        created_at = CASE WHEN m.deleted THEN EXCLUDED.created_at ELSE m.created_at END,
+        created_seq = CASE WHEN m.deleted THEN EXCLUDED.created_seq ELSE m.created_seq END,
+        updated_at = EXCLUDED.updated_at,
+        seq = EXCLUDED.seq,
+        deleted = false
+    RETURNING 1
+), erased AS (
+    UPDATE {s}.memories AS m SET
+        text = '', tags = '[]', metadata_json = '{}', updated_at = %(now)s,
+        seq = b.last_seq + d.n, deleted = true
+    FROM doomed AS d CROSS JOIN base AS b
+    WHERE m.tenant = %(tenant)s AND m.id = d.id
+    RETURNING 1
+)
+UPDATE {s}.tenants SET
+    last_seq = last_seq + (SELECT count(*) FROM written) + (SELECT count(*) FROM erased)
+WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM written UNION ALL SELECT 1 FROM erased)
+"""
+
+CHANGES: Final = f"""
+SELECT {_COLUMNS} FROM {{s}}.memories
+WHERE tenant = %s AND seq > %s ORDER BY seq LIMIT %s
+"""
+
+RECENT: Final = f"""
+SELECT {_COLUMNS}, created_seq FROM {{s}}.memories
+WHERE tenant = %s AND NOT deleted {{where}}
+ORDER BY created_seq DESC LIMIT %s
+"""
+
+# Words go to plainto_tsquery, which requires every word (websearch_to_tsquery would read a
+# searched word "or" as an operator).
+RANKED: Final = f"""
+SELECT {_COLUMNS}, created_seq, ts_rank(document, q)::float8 AS rank
+FROM {{s}}.memories, plainto_tsquery('english', %s) AS q
+WHERE tenant = %s AND NOT deleted AND document @@ q {{where}}
+ORDER BY rank DESC, created_seq DESC LIMIT %s
+"""
+
+_ROLE: Final = """
+SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    """What `open_postgres_backend` needs: the DSN, the schema and the pool's bounds."""
+
+    dsn: str = field(repr=False)
+    schema: str
+    min_size: int
+    max_size: int
+    connect_timeout: float
+
+    @property
+    def password(self) -> str | None:
+        """The DSN's password, which error messages must never show."""
+        password = psycopg.conninfo.conninfo_to_dict(self.dsn).get("password")
+        return str(password) if password else None
+
+    def connection_options(self) -> dict[str, Any]:
+        """Options of every connection: autocommit (transactions are explicit), the timeout,
+        and a name in ``pg_stat_activity`` unless the DSN gives one."""
+        options: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(self.connect_timeout)),
+        }
+        if "application_name" not in psycopg.conninfo.conninfo_to_dict(self.dsn):
+            options["application_name"] = APPLICATION_NAME
+        return options
+
+
+def open_postgres_backend(settings: PostgresSettings) -> PostgresBackend:
+    """Connect, bring the schema up to date, then open the pool the operations use.
+
+    The first connection is made directly rather than by the pool, so that an unreachable
+    server or a refused role raises its own error instead of a pool's timeout.
+    """
+    password = settings.password
+    with map_errors(password, connecting=True):
+        with psycopg.connect(settings.dsn, **settings.connection_options()) as connection:
+            migrate(connection, settings.schema)
+            info = _describe(connection, settings.schema)
+        pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] = psycopg_pool.ConnectionPool(
+            settings.dsn,
+            min_size=settings.min_size,
+            max_size=settings.max_size,
+            kwargs=settings.connection_options(),
+            configure=_configure,
+            timeout=settings.connect_timeout,
+            open=False,
+            name="integrations-memory-postgres",
+        )
+        try:
+            pool.open(wait=True, timeout=settings.connect_timeout)
+        except BaseException:
+            pool.close()
+            raise
+    return PostgresBackend(pool, settings.schema, password, info)
+
+
+def _configure(connection: psycopg.Connection[Row]) -> None:
+    """Times in UTC; transactions read committed, whatever the server's defaults."""
+    connection.execute("SET TIME ZONE 'UTC'")
+    connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+
+
+def _describe(connection: psycopg.Connection[Row], schema: str) -> JsonObject:
+    row = connection.execute(_ROLE).fetchone()
+    bypasses = bool(row[0]) if row is not None else False
+    info = connection.info
+    return {
+        "backend": "postgres",
+        "host": info.host,
+        "port": info.port,
+        "database": info.dbname,
+        "user": info.user,
+        "schema": schema,
+        "schema_version": SCHEMA_VERSION,
+        "server_version": info.server_version,
+        "row_level_security": (
+            "bypassed: the role is a superuser or has BYPASSRLS" if bypasses else "enforced"
+        ),
+    }
+
+
+class PostgresBackend:
+    """A `MemoryBackend` over a psycopg connection pool (see the module's documentation)."""
+
+    def __init__(
+        self,
+        pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]],
+        schema: str,
+        password: str | None,
+        info: JsonObject,
+    ) -> None:
+        self._pool = pool
+        self._password = password
+        self._info = info
+        self._lock_tenant = qualified(LOCK_TENANT, schema)
+        self._write = qualified(WRITE, schema)
+        self._changes = qualified(CHANGES, schema)
+        self._recent = qualified(RECENT, schema)
+        self._ranked = qualified(RANKED, schema)
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend(schema={self._info.get('schema')!r})"
+
+    def errors(self) -> AbstractContextManager[None]:
+        """psycopg's and the pool's exceptions become the library's (never with the password)."""
+        return map_errors(self._password)
+
+    def describe(self) -> JsonObject:
+        """Server, database, role, schema and whether row-level security applies to the role."""
+        return dict(self._info)
+
+    def write(self, tenant: str, batch: WriteBatch, now: datetime) -> None:
+        """Apply `batch` in one transaction: lock the tenant's counter, then one statement."""
+        upserts = batch.upserts
+        parameters = {
+            "tenant": tenant,
+            "now": now,
+            "ids": [memory.id for memory in upserts],
+            "texts": [memory.text for memory in upserts],
+            "tags": [memory.tags_json for memory in upserts],
+            "metadata": [memory.metadata_json for memory in upserts],
+            "deletes": list(batch.deletes),
+        }
+        with (
+            self._pool.connection() as connection,
+            connection.pipeline(),
+            connection.transaction(),
+        ):
+            connection.execute(SET_TENANT, (tenant,))
+            connection.execute(self._lock_tenant, (tenant,))
+            connection.execute(self._write, parameters)
+
+    def query(self, tenant: str, query: MemoryQuery) -> MemoryPage:
+        """One page of live memories: ranked by ts_rank with words, newest first without."""
+        where, parameters = _filter_sql(query.filter)
+        if query.words:
+            statement, values = self._ranked_page(tenant, query, where, parameters)
+        else:
+            statement, values = self._recent_page(tenant, query, where, parameters)
+        rows = self._read(tenant, statement, values)
+        page = rows[: query.limit]
+        memories = tuple(_stored(row) for row in page)
+        if len(rows) <= query.limit:
+            return MemoryPage(memories)
+        last = page[-1]
+        if query.words:
+            cursor = encode_cursor(_RANKED, query.fingerprint, rank=last[9], before=last[8])
+        else:
+            cursor = encode_cursor(_RECENT, query.fingerprint, before=last[8])
+        return MemoryPage(memories, cursor)
+
+    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
+        """Changes numbered after `after`, in number order, tombstones included."""
+        rows = self._read(tenant, self._changes, [tenant, after, limit])
+        return tuple(_stored(row) for row in rows)
+
+    def close(self) -> None:
+        """Close the pool: its connections and its worker threads."""
+        self._pool.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _read(self, tenant: str, statement: str, values: Sequence[object]) -> list[Row]:
+        with self._pool.connection() as connection:
+            with connection.pipeline(), connection.transaction():
+                connection.execute(SET_TENANT, (tenant,))
+                cursor = connection.execute(statement, values)
+            return cursor.fetchall()
+
+    def _recent_page(
+        self, tenant: str, query: MemoryQuery, where: list[str], parameters: list[object]
+    ) -> tuple[str, list[object]]:
+        if query.cursor is not None:
+            position = _position(query.cursor, query.fingerprint, _RECENT)
+            where.append("AND created_seq < %s")
+            parameters.append(_before(position))
+        statement = self._recent.replace("{where}", " ".join(where))
+        return statement, [tenant, *parameters, query.limit + 1]
+
+    def _ranked_page(
+        self, tenant: str, query: MemoryQuery, where: list[str], parameters: list[object]
+    ) -> tuple[str, list[object]]:
+        if query.cursor is not None:
+            position = _position(query.cursor, query.fingerprint, _RANKED)
+            where.append("AND (ts_rank(document, q)::float8, created_seq) < (%s::float8, %s)")
+            parameters.extend((_rank(position), _before(position)))
+        statement = self._ranked.replace("{where}", " ".join(where))
+        return statement, [query.text, tenant, *parameters, query.limit + 1]
+
+
+def _filter_sql(memory_filter: MemoryFilter) -> tuple[list[str], list[object]]:
+    """SQL conditions agreeing with `MemoryFilter.matches`, and their parameters.
+
+    JSONB equality compares numbers by value and never equates a number, a string and a
+    boolean, which is exactly `json_equal`.
+    """
+    where: list[str] = []
+    parameters: list[object] = []
+    if memory_filter.tags:
+        where.append("AND tags @> %s::jsonb")
+        parameters.append(canonical_json(list(memory_filter.tags)))
+    for key, value in memory_filter.metadata:
+        where.append("AND metadata -> %s = %s::jsonb")
+        parameters.extend((key, canonical_json(value)))
+    for column, operator, moment in (
+        ("created_at", ">", memory_filter.created_after),
+        ("created_at", "<", memory_filter.created_before),
+        ("updated_at", ">", memory_filter.updated_after),
+        ("updated_at", "<", memory_filter.updated_before),
+    ):
+        if moment is not None:
+            where.append(f"AND {column} {operator} %s")
+            parameters.append(moment)
+    return where, parameters
+
+
+def _position(cursor: str, fingerprint: str, kind: str) -> dict[str, Any]:
+    return decode_cursor(cursor, fingerprint=fingerprint, kinds=frozenset({kind}))[1]
+
+
+def _before(position: dict[str, Any]) -> int:
+    before = position.get("before")
+    if not isinstance(before, int) or isinstance(before, bool) or before < 0:
+        raise InvalidRequest("the cursor is damaged: it names no position")
+    return before
+
+
+def _rank(position: dict[str, Any]) -> float:
+    rank = position.get("rank")
+    if not isinstance(rank, (int, float)) or isinstance(rank, bool) or not math.isfinite(rank):
+        raise InvalidRequest("the cursor is damaged: it names no rank")
+    return float(rank)
+
+
+def _stored(row: Row) -> StoredMemory:
+    return StoredMemory(
+        id=row[0],
+        text=row[1],
+        tags=tuple(row[2]),
+        metadata=json.loads(row[3]),
+        created_at=row[4],
+        updated_at=row[5],
+        seq=row[6],
+        deleted=row[7],
+    )

@@ -1,0 +1,136 @@
+"""The PostgreSQL memory store's schema and its migrations.
+
+Everything lives in one schema (the config's `schema`, ``integrations_memory`` by default):
+
+- ``schema_versions``: the migrations applied, one row each;
+- ``tenants``: one row per tenant holding the last change sequence number handed out. Every
+  write transaction locks its tenant's row first, so writers of one tenant take turns until
+  they commit and their numbers commit in order;
+- ``memories``: one row per (tenant, id), tombstones included. ``metadata_json`` is the
+  canonical JSON every store persists and compares (so ``1`` and ``1.0`` stay distinct, as
+  they are in the other stores); ``metadata`` is its JSONB form for filters. ``document`` is
+  the text's ``tsvector`` (GIN-indexed); ``created_seq`` the change number that created the
+  memory, its immutable place in newest-first order.
+
+Row-level security is enabled and forced on both tenant tables: a row is visible only to a
+transaction whose ``integrations.tenant`` setting names its tenant, so a query that forgot its
+``WHERE tenant = ...`` still sees one tenant. It does not hold against roles that bypass row
+security (superusers and ``BYPASSRLS`` roles): connect as a plain role for it to apply.
+
+Migrations run in one transaction under a transaction-scoped advisory lock, so connectors
+starting together apply each migration once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+import psycopg
+from psycopg import sql
+
+from integrations.base import ConnectorError
+
+__all__ = ["SCHEMA_VERSION", "migrate", "qualified"]
+
+_MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: memories, tenants' change counters, text search, row-level security.
+    """
+    CREATE TABLE {s}.tenants (
+        tenant text PRIMARY KEY,
+        last_seq bigint NOT NULL
+    );
+    CREATE TABLE {s}.memories (
+        tenant text NOT NULL,
+        id text NOT NULL,
+        text text NOT NULL,
+        tags jsonb NOT NULL,
+        metadata_json text NOT NULL,
+        metadata jsonb GENERATED ALWAYS AS (metadata_json::jsonb) STORED,
+        document tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        created_seq bigint NOT NULL,
+        seq bigint NOT NULL,
+        deleted boolean NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE INDEX memories_changes ON {s}.memories (tenant, seq);
+    CREATE INDEX memories_recent ON {s}.memories (tenant, created_seq) WHERE NOT deleted;
+    CREATE INDEX memories_document ON {s}.memories USING gin (document);
+    ALTER TABLE {s}.tenants ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE {s}.tenants FORCE ROW LEVEL SECURITY;
+    ALTER TABLE {s}.memories ENABLE ROW LEVEL SECURITY;
+    ALTER TABLE {s}.memories FORCE ROW LEVEL SECURITY;
+    CREATE POLICY tenant_rows ON {s}.tenants
+        USING (tenant = current_setting('integrations.tenant', true))
+        WITH CHECK (tenant = current_setting('integrations.tenant', true));
+    CREATE POLICY tenant_rows ON {s}.memories
+        USING (tenant = current_setting('integrations.tenant', true))
+        WITH CHECK (tenant = current_setting('integrations.tenant', true));
+    """,
+)
+
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+"""The schema version this code reads and writes."""
+
+
+def qualified(template: str, schema: str) -> str:
+    """`template` with ``{s}`` replaced by the quoted schema name (other text kept verbatim)."""
+    return template.replace("{s}", sql.Identifier(schema).as_string())
+
+
+def migrate(connection: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
+    """Bring `schema` to `SCHEMA_VERSION`; return the version found before (0 for none).
+
+    Reads the version without a lock first, so opening an up-to-date store takes no lock and
+    needs no privilege to create anything. `connection` must be in autocommit mode.
+    """
+    found = _version(connection, schema)
+    if found == SCHEMA_VERSION:
+        return found
+    _refuse_newer(found, schema)
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema),))
+        connection.execute(qualified("CREATE SCHEMA IF NOT EXISTS {s}", schema))
+        connection.execute(
+            qualified(
+                "CREATE TABLE IF NOT EXISTS {s}.schema_versions ("
+                " version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())",
+                schema,
+            )
+        )
+        current = _version(connection, schema)
+        _refuse_newer(current, schema)
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            connection.execute(qualified(_MIGRATIONS[version - 1], schema))
+            connection.execute(
+                qualified("INSERT INTO {s}.schema_versions (version) VALUES (%s)", schema),
+                (version,),
+            )
+    return found
+
+
+def _version(connection: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
+    table = qualified("{s}.schema_versions", schema)
+    row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    if row is None or not row[0]:
+        return 0
+    found = connection.execute(f"SELECT coalesce(max(version), 0) FROM {table}").fetchone()
+    version = found[0] if found is not None else 0
+    return version if isinstance(version, int) else 0
+
+
+def _refuse_newer(found: int, schema: str) -> None:
+    if found > SCHEMA_VERSION:
+        raise ConnectorError(
+            f"PostgreSQL schema {schema!r} is at version {found}, newer than this memory store "
+            f"knows ({SCHEMA_VERSION}): upgrade integrations-adapters-memory to use it"
+        )
+
+
+def _lock_key(schema: str) -> int:
+    """The advisory lock of `schema`'s migrations: a signed 64-bit number from its name."""
+    digest = hashlib.sha256(f"integrations.memory.schema:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -1,0 +1,565 @@
+"""`RedisBackend`: memories in Redis, written by Lua scripts, searched with RediSearch 1.x.
+
+The data layout and the scripts are in `_redis_scripts`. A push is one script call: Redis
+runs a script alone, so the batch is atomic, its change numbers are handed out in commit
+order, and readers (scripts as well) see all of a batch or none of it. Memories come back
+from reads done as scripts, so a page is one consistent state too.
+
+Newest-first pages walk the tenant's creation-ordered set with a keyset cursor on the
+creation order; filters are evaluated by `MemoryFilter.matches` itself on the memories read,
+a chunk at a time, and one page examines at most ``max_scan`` memories (a page may then hold
+fewer memories than asked for, with a cursor to go on). Text queries run on RediSearch with
+the tenant and the tags in the query; the ranked list is kept as a result set (a Redis list
+with an expiry) when it spans more than one page.
+
+Every redis-py exception is mapped in `redis_errors` alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import redis
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+
+from integrations.base import (
+    AuthError,
+    ConfigError,
+    ConnectionFailed,
+    ConnectorError,
+    InvalidRequest,
+    JsonObject,
+    NotSupported,
+    TransientError,
+)
+
+from ._backend import MemoryPage
+from ._cursor import decode_cursor, encode_cursor
+from ._memory import StoredMemory, WriteBatch
+from ._query import MemoryFilter, MemoryQuery
+from ._redis_scripts import (
+    CHANGES_SCRIPT,
+    MEMORIES_SCRIPT,
+    RECENT_SCRIPT,
+    SEARCH_SCRIPT,
+    WRITE_SCRIPT,
+    TenantKeys,
+    index_name,
+    index_words,
+    tag_hashes,
+)
+
+__all__ = ["RedisBackend", "RedisSettings", "open_redis", "redis_errors", "search_expression"]
+
+_RECENT: Final = "recent"
+_RANKED: Final = "ranked"
+_RECENT_KINDS: Final = frozenset({_RECENT})
+_RANKED_KINDS: Final = frozenset({_RANKED})
+
+_SEARCH_MODULES: Final = frozenset({"ft", "search"})
+_SUPPORTED_SEARCH: Final = range(10000, 20000)
+"""RediSearch versions whose ``FT.ADD`` the store indexes with: 1.x."""
+
+_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{16}")
+_NO_FILTER: Final = MemoryFilter()
+_SCAN_CHUNK: Final = 500
+"""Memories one read of a filtered newest-first page fetches at a time."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """What the store needs of its config besides the URL."""
+
+    key_prefix: str
+    max_connections: int
+    socket_timeout: float
+    connect_timeout: float
+    result_set_ttl: int
+    max_search_results: int
+    max_scan: int
+
+
+# -- error mapping --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def redis_errors(command: str = "a command", *, connecting: bool = False) -> Iterator[None]:
+    """Map redis-py's exceptions into the library's errors, naming `command`, never its data.
+
+    Refused credentials or permissions are `AuthError`. A server that cannot be reached is
+    `ConnectionFailed` while connecting and `TransientError` afterwards (the session retries),
+    as are a server still loading its data, a replica refusing writes during a failover and
+    a busy cluster. A command the server refuses is a `ConnectorError` with the server's
+    error code only, since its message may quote the command's arguments.
+    """
+    try:
+        yield
+    except RedisError as error:
+        raise _mapped(error, command, connecting) from None
+
+
+def _mapped(error: RedisError, command: str, connecting: bool) -> ConnectorError:
+    if isinstance(error, (AuthenticationError, AuthorizationError, NoPermissionError)):
+        return AuthError(f"Redis refused the credentials or permissions for {command}")
+    if isinstance(error, (BusyLoadingError, ReadOnlyError, TryAgainError)):
+        return TransientError(f"Redis cannot serve {command} now ({type(error).__name__})")
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+        reason = _reason(error)
+        if connecting:
+            return ConnectionFailed(f"cannot connect to Redis: {reason}")
+        return TransientError(f"the connection to Redis failed during {command}: {reason}")
+    if isinstance(error, OutOfMemoryError):
+        return ConnectorError(f"Redis refused {command}: it is out of memory (maxmemory)")
+    if isinstance(error, ResponseError):
+        return ConnectorError(f"Redis refused {command}: {_error_code(error)}")
+    return ConnectorError(f"Redis client error during {command}: {type(error).__name__}")
+
+
+def _reason(error: RedisError) -> str:
+    """The connection error's text: redis-py names the host and port, never the password."""
+    return str(error) or type(error).__name__
+
+
+def _error_code(error: ResponseError) -> str:
+    """The error code a server reply starts with (ERR, WRONGTYPE ...), without the rest."""
+    first = str(error).split(" ", 1)[0]
+    return first if first.isupper() and first.isalpha() else "ERR"
+
+
+# -- opening --------------------------------------------------------------------------------
+
+
+def open_redis(url: str, settings: RedisSettings) -> RedisBackend:
+    """Connect to the server at `url`, find RediSearch and create the store's index in it."""
+    pool = _pool(url, settings)
+    client = redis.Redis(connection_pool=pool)
+    try:
+        with redis_errors("the connection checks", connecting=True):
+            server = client.info("server")
+            search = _search_version(client)
+            if search in _SUPPORTED_SEARCH:
+                _ensure_index(client, index_name(settings.key_prefix))
+    except BaseException:
+        pool.disconnect()
+        raise
+    return RedisBackend(client, pool, settings, str(server.get("redis_version", "")), search)
+
+
+def _pool(url: str, settings: RedisSettings) -> redis.ConnectionPool:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "the Redis url must start with redis://, rediss:// or unix://",
+            (("url", "not a redis://, rediss:// or unix:// URL"),),
+        )
+    try:
+        return redis.ConnectionPool.from_url(
+            url,
+            max_connections=settings.max_connections,
+            socket_timeout=settings.socket_timeout,
+            socket_connect_timeout=settings.connect_timeout,
+            health_check_interval=30,
+            decode_responses=True,
+        )
+    except ValueError:  # its message may quote the URL, password included
+        raise ConfigError(
+            "the Redis url could not be parsed", (("url", "not a valid Redis URL"),)
+        ) from None
+
+
+def _search_version(client: redis.Redis) -> int | None:
+    """The version of the RediSearch module the server runs, or None without it."""
+    for module in _execute(client, "MODULE", "LIST"):
+        if module.get("name") in _SEARCH_MODULES:
+            return int(module.get("ver", 0))
+    return None
+
+
+def _ensure_index(client: redis.Redis, index: str) -> None:
+    """Create the store's index unless it exists (two connectors may race: both succeed)."""
+    try:
+        _execute(client, "FT.INFO", index)
+        return
+    except ResponseError as error:
+        if "unknown index" not in str(error).lower():
+            raise
+    schema = ("w", "TEXT", "tn", "TAG", "th", "TAG", "SEPARATOR", ",")
+    try:
+        _execute(
+            client, "FT.CREATE", index, "NOFIELDS", "NOOFFSETS", "STOPWORDS", 0, "SCHEMA", *schema
+        )
+    except ResponseError as error:
+        if "already exists" not in str(error).lower():
+            raise
+
+
+def _execute(client: redis.Redis, *args: str | int) -> Any:
+    """Run a command redis-py has no typed method for (the module's, MODULE LIST)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+
+def search_expression(tenant_tag: str, tags: Sequence[str], words: Sequence[str]) -> str:
+    """The RediSearch query for `words` among the tenant's memories carrying `tags`."""
+    parts = [f"@tn:{{{tenant_tag}}}"]
+    if tags:
+        parts += [f"@th:{{{hashed}}}" for hashed in tag_hashes(tags).split(",")]
+    parts += [_escaped(word) for word in words]
+    return " ".join(parts)
+
+
+def _escaped(word: str) -> str:
+    """`word` with the query syntax's punctuation escaped (words hold only ``_`` of it)."""
+    return "".join("\\" + ch if ch.isascii() and not ch.isalnum() else ch for ch in word)
+
+
+# -- the backend ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    id: str
+    score: float
+    order: int
+
+
+class RedisBackend:
+    """One connection pool to the Redis server of a memory store (see the module's docs)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        pool: redis.ConnectionPool,
+        settings: RedisSettings,
+        server_version: str,
+        search_version: int | None,
+    ) -> None:
+        self._client = client
+        self._pool = pool
+        self._settings = settings
+        self._server_version = server_version
+        self._search_version = search_version
+        searchable = search_version in _SUPPORTED_SEARCH
+        self._index = index_name(settings.key_prefix) if searchable else None
+        self._write = client.register_script(WRITE_SCRIPT)
+        self._changes = client.register_script(CHANGES_SCRIPT)
+        self._recent_script = client.register_script(RECENT_SCRIPT)
+        self._memories = client.register_script(MEMORIES_SCRIPT)
+        self._search_script = client.register_script(SEARCH_SCRIPT)
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        """Map what the client raises outside the named steps (see `redis_errors`)."""
+        return redis_errors()
+
+    def describe(self) -> JsonObject:
+        """Where the store is and whether it can search text (never the credentials)."""
+        kwargs = self._pool.connection_kwargs
+        where: JsonObject = (
+            {"path": str(kwargs["path"])}
+            if "path" in kwargs
+            else {"host": str(kwargs.get("host", "")), "port": int(kwargs.get("port", 6379))}
+        )
+        return {
+            "backend": "redis",
+            **where,
+            "db": int(kwargs.get("db", 0)),
+            "key_prefix": self._settings.key_prefix,
+            "server_version": self._server_version,
+            "text_search": _search_label(self._search_version),
+        }
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        self._client.close()
+        self._pool.disconnect()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, tenant: str, batch: WriteBatch, now: datetime) -> None:
+        """Apply `batch` with one call of the write script (see `_redis_scripts`)."""
+        keys = TenantKeys.of(self._settings.key_prefix, tenant)
+        indexed = self._index is not None
+        script_keys = [keys.counter, keys.changes, keys.created]
+        args: list[str | int] = [now.isoformat(), self._index or "", keys.tag, len(batch.upserts)]
+        for memory in batch.upserts:
+            script_keys.append(keys.memory(memory.id))
+            args += (
+                memory.id,
+                memory.text,
+                memory.tags_json,
+                memory.metadata_json,
+                index_words(memory.text) if indexed else "",
+                tag_hashes(memory.tags) if indexed else "",
+            )
+        for memory_id in batch.deletes:
+            script_keys.append(keys.memory(memory_id))
+            args.append(memory_id)
+        with redis_errors("the write script"):
+            self._write(keys=script_keys, args=args)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
+        """The tenant's changes numbered after `after`, read in one script call."""
+        keys = TenantKeys.of(self._settings.key_prefix, tenant)
+        with redis_errors("the changes script"):
+            rows = self._changes(keys=[keys.changes], args=[keys.memory_prefix, after, limit])
+        return tuple(memory for memory, _ in _hydrated(rows))
+
+    def query(self, tenant: str, query: MemoryQuery) -> MemoryPage:
+        """One page: ranked by RediSearch with words, newest first without."""
+        keys = TenantKeys.of(self._settings.key_prefix, tenant)
+        if not query.words:
+            return self._recent(keys, query)
+        if self._index is None:
+            raise NotSupported(_no_search_reason(self._search_version))
+        if query.cursor is not None:
+            return self._next_ranked(keys, query, query.cursor)
+        return self._first_ranked(keys, query, self._index)
+
+    def _recent(self, keys: TenantKeys, query: MemoryQuery) -> MemoryPage:
+        bound = "+inf"
+        if query.cursor is not None:
+            position = decode_cursor(
+                query.cursor, fingerprint=query.fingerprint, kinds=_RECENT_KINDS
+            )
+            bound = f"({_int_position(position[1], 'before')}"
+        filtered = query.filter != _NO_FILTER
+        chunk = max(query.limit + 1, _SCAN_CHUNK) if filtered else query.limit + 1
+        found: list[tuple[StoredMemory, int]] = []
+        scanned = 0
+        while scanned < self._settings.max_scan:
+            with redis_errors("the newest-first script"):
+                rows = self._recent_script(
+                    keys=[keys.created], args=[keys.memory_prefix, bound, chunk]
+                )
+            read = _hydrated(rows)
+            for memory, order in read:
+                if query.filter.matches(memory):
+                    found.append((memory, order))
+                    if len(found) > query.limit:
+                        last = found[query.limit - 1][1]
+                        return self._recent_page(found[: query.limit], query, last)
+            if len(rows) < 2 * chunk or not read:
+                return self._recent_page(found, query, None)
+            scanned += len(read)
+            bound = f"({read[-1][1]}"
+        return self._recent_page(found, query, int(bound[1:]))
+
+    @staticmethod
+    def _recent_page(
+        found: list[tuple[StoredMemory, int]], query: MemoryQuery, before: int | None
+    ) -> MemoryPage:
+        cursor = (
+            None if before is None else encode_cursor(_RECENT, query.fingerprint, before=before)
+        )
+        return MemoryPage(tuple(memory for memory, _ in found), cursor)
+
+    def _first_ranked(self, keys: TenantKeys, query: MemoryQuery, index: str) -> MemoryPage:
+        expression = search_expression(keys.tag, query.filter.tags, query.words)
+        if query.filter.metadata or _times(query.filter):
+            return self._first_filtered(keys, query, index, expression)
+        token = secrets.token_urlsafe(12)
+        args = (index, expression, self._settings.max_search_results, keys.memory_prefix)
+        with redis_errors("the text search script"):
+            total, rows = self._search_script(
+                keys=[keys.result_set(token)],
+                args=[*args, query.limit, self._settings.result_set_ttl],
+            )
+        page = tuple(memory for memory, _ in _hydrated(rows) if query.filter.matches(memory))
+        return self._ranked_page(page, query, token, int(total))
+
+    def _first_filtered(
+        self, keys: TenantKeys, query: MemoryQuery, index: str, expression: str
+    ) -> MemoryPage:
+        """A text query whose metadata or time filters are checked here, on every match."""
+        fields = ("c", "g", "x", "a", "u")
+        with redis_errors("FT.SEARCH"):
+            reply = _execute(
+                self._client, "FT.SEARCH", index, expression, "WITHSCORES",
+                "RETURN", len(fields), *fields, "LIMIT", 0, self._settings.max_search_results,
+            )  # fmt: skip
+        ranked = [hit.id for hit in _ranked(_filtered_hits(reply, query.filter))]
+        token = secrets.token_urlsafe(12)
+        if len(ranked) > query.limit:
+            self._save_result_set(keys.result_set(token), ranked)
+        page = self._read(keys, ranked[: query.limit], query)
+        return self._ranked_page(page, query, token, len(ranked))
+
+    @staticmethod
+    def _ranked_page(
+        page: tuple[StoredMemory, ...], query: MemoryQuery, token: str, total: int
+    ) -> MemoryPage:
+        if total <= query.limit:
+            return MemoryPage(page)
+        cursor = encode_cursor(_RANKED, query.fingerprint, set=token, at=query.limit, total=total)
+        return MemoryPage(page, cursor)
+
+    def _next_ranked(self, keys: TenantKeys, query: MemoryQuery, cursor: str) -> MemoryPage:
+        position = decode_cursor(cursor, fingerprint=query.fingerprint, kinds=_RANKED_KINDS)[1]
+        token, at, total = (
+            position.get("set"),
+            _int_position(position, "at"),
+            _int_position(position, "total"),
+        )
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token) or not 0 < at < total:
+            raise InvalidRequest("the cursor was not issued by this memory store")
+        key = keys.result_set(token)
+        with redis_errors("LRANGE of a result set"):
+            ids = [str(item) for item in self._client.lrange(key, at, at + query.limit - 1)]
+        if not ids:
+            raise InvalidRequest("the results of this text query have expired: run the query again")
+        following = at + query.limit
+        page = self._read(keys, ids, query)
+        if following >= total:
+            return MemoryPage(page)
+        return MemoryPage(
+            page, encode_cursor(_RANKED, query.fingerprint, set=token, at=following, total=total)
+        )
+
+    def _save_result_set(self, key: str, ids: list[str]) -> None:
+        with redis_errors("saving a result set"):
+            pipeline = self._client.pipeline(transaction=True)
+            for start in range(0, len(ids), 1000):
+                pipeline.rpush(key, *ids[start : start + 1000])
+            pipeline.expire(key, self._settings.result_set_ttl)
+            pipeline.execute()
+
+    def _read(
+        self, keys: TenantKeys, ids: Sequence[str], query: MemoryQuery
+    ) -> tuple[StoredMemory, ...]:
+        """The memories of `ids` in that order, without those deleted or changed since so
+        that they no longer match."""
+        if not ids:
+            return ()
+        with redis_errors("the read script"):
+            rows = self._memories(args=[keys.memory_prefix, *ids])
+        return tuple(memory for memory, _ in _hydrated(rows) if query.filter.matches(memory))
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+def _hydrated(rows: Sequence[str]) -> list[tuple[StoredMemory, int]]:
+    """Memories and their creation order from a read script's reply (absent ones left out)."""
+    memories: list[tuple[StoredMemory, int]] = []
+    for index in range(0, len(rows) - 1, 2):
+        fields = rows[index + 1].split("\x00")
+        text, tags, metadata, created, updated, seq, deleted, order = fields
+        if not updated or not seq:
+            continue
+        updated_at = datetime.fromisoformat(updated)
+        if deleted:
+            tombstone = StoredMemory(
+                rows[index], "", (), {}, updated_at, updated_at, int(seq), deleted=True
+            )
+            memories.append((tombstone, 0))
+            continue
+        memory = StoredMemory(
+            id=rows[index],
+            text=text,
+            tags=tuple(json.loads(tags)),
+            metadata=json.loads(metadata),
+            created_at=datetime.fromisoformat(created),
+            updated_at=updated_at,
+            seq=int(seq),
+        )
+        memories.append((memory, int(order)))
+    return memories
+
+
+def _filtered_hits(reply: Sequence[Any], memory_filter: MemoryFilter) -> list[_Hit]:
+    """The matches of an ``FT.SEARCH ... WITHSCORES RETURN c g x a u`` that the filter accepts."""
+    hits: list[_Hit] = []
+    for start in range(1, len(reply) - 2, 3):
+        values = _field_values(reply[start + 2])
+        order = values.get("c")
+        if order is not None and _accepts(memory_filter, values):
+            hits.append(_Hit(_memory_id(reply[start]), float(reply[start + 1]), int(order)))
+    return hits
+
+
+def _field_values(reply: object) -> dict[str, str | None]:
+    if not isinstance(reply, list):
+        return {}
+    return {str(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+
+
+def _accepts(memory_filter: MemoryFilter, values: dict[str, str | None]) -> bool:
+    """Whether `memory_filter` accepts the memory of a search hit's fields (text not read)."""
+    created, updated = values.get("a"), values.get("u")
+    if created is None or updated is None:
+        return False
+    return memory_filter.matches(
+        StoredMemory(
+            id="",
+            text="",
+            tags=tuple(json.loads(values.get("g") or "[]")),
+            metadata=json.loads(values.get("x") or "{}"),
+            created_at=datetime.fromisoformat(created),
+            updated_at=datetime.fromisoformat(updated),
+            seq=0,
+        )
+    )
+
+
+def _memory_id(key: str) -> str:
+    """The memory id of a document (its hash key ends with ``:m:<id>``)."""
+    return key.split("}:m:", 1)[1]
+
+
+def _ranked(hits: list[_Hit]) -> list[_Hit]:
+    """Best score first, ties newest first."""
+    return sorted(hits, key=lambda hit: (-hit.score, -hit.order))
+
+
+def _times(memory_filter: MemoryFilter) -> bool:
+    return any(
+        moment is not None
+        for moment in (
+            memory_filter.created_after,
+            memory_filter.created_before,
+            memory_filter.updated_after,
+            memory_filter.updated_before,
+        )
+    )
+
+
+def _int_position(position: dict[str, Any], name: str) -> int:
+    value = position.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest("the cursor was not issued by this memory store")
+    return value
+
+
+def _search_label(version: int | None) -> str | None:
+    if version is None:
+        return None
+    return f"RediSearch {version // 10000}.{version // 100 % 100}.{version % 100}"
+
+
+def _no_search_reason(version: int | None) -> str:
+    if version is None:
+        return (
+            "text search in the Redis memory store needs the RediSearch module (1.x) loaded "
+            "in the Redis server; fetch without text works without it"
+        )
+    return (
+        f"text search in the Redis memory store needs RediSearch 1.x, and the server runs "
+        f"{_search_label(version)}; fetch without text works without it"
+    )

@@ -1,0 +1,245 @@
+"""The Redis memory store's data layout and the Lua scripts that write and read it.
+
+Every key of a tenant starts with ``<key_prefix>:{<tenant in hex>}:``. The tenant is
+hex-encoded, so no tenant name can spell another tenant's keys (or a key separator), and the
+braces make it the cluster hash tag: all of a tenant's keys live in one slot, as a script
+touching them needs. Per tenant:
+
+- ``…:seq``: the last change number handed out (a string holding an integer);
+- ``…:changes``: a sorted set of memory ids scored by the number of their latest change;
+- ``…:created``: a sorted set of the live memories' ids scored by their creation order (the
+  change number that created them), read newest first;
+- ``…:m:<id>``: one hash per memory: ``t`` text, ``g`` tags (JSON), ``x`` metadata
+  (canonical JSON), ``a`` created at, ``u`` updated at (ISO 8601), ``s`` latest change
+  number, ``c`` creation order; a tombstone keeps only ``u``, ``s`` and ``d`` (= ``1``);
+- ``…:r:<token>``: a list of memory ids, the ranked result of a text query, with an expiry.
+
+With RediSearch, each live memory is also a document of the index ``<key_prefix>:idx``
+(document id = its hash key), indexed without storing a copy (``NOSAVE``): ``w`` holds the
+memory's words as `index_words` spells them, ``tn`` the tenant (hex), ``th`` the tags (each a
+short hash, so any tag is a plain token of the tag field); the document's payload is its
+creation order, which breaks ties of score without reading the hashes.
+
+Writes are one script per batch, so a batch is atomic and its change numbers are handed out
+in commit order; reads that hydrate memories run as scripts too, so what they return is one
+consistent state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "CHANGES_SCRIPT",
+    "MEMORIES_SCRIPT",
+    "RECENT_SCRIPT",
+    "SEARCH_SCRIPT",
+    "WRITE_SCRIPT",
+    "TenantKeys",
+    "index_name",
+    "index_words",
+    "tag_hashes",
+]
+
+_WORD: Final = re.compile(r"\w+")
+
+
+def index_name(key_prefix: str) -> str:
+    """The RediSearch index of the stores under `key_prefix`."""
+    return f"{key_prefix}:idx"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantKeys:
+    """The keys of one tenant's memories under a key prefix (see the module's documentation)."""
+
+    tag: str
+    """The tenant as every key and the index spell it: its UTF-8 bytes in hex."""
+    base: str
+
+    @classmethod
+    def of(cls, key_prefix: str, tenant: str) -> TenantKeys:
+        tag = tenant.encode().hex()
+        return cls(tag=tag, base=f"{key_prefix}:{{{tag}}}:")
+
+    @property
+    def counter(self) -> str:
+        return self.base + "seq"
+
+    @property
+    def changes(self) -> str:
+        return self.base + "changes"
+
+    @property
+    def created(self) -> str:
+        return self.base + "created"
+
+    @property
+    def memory_prefix(self) -> str:
+        return self.base + "m:"
+
+    def memory(self, memory_id: str) -> str:
+        return self.base + "m:" + memory_id
+
+    def result_set(self, token: str) -> str:
+        return self.base + "r:" + token
+
+
+def index_words(text: str) -> str:
+    """The words of `text` as the index holds them: lower-cased, space-separated, repeats kept.
+
+    These are the words `text_words` finds in a query, so RediSearch's tokeniser (which
+    splits on fewer characters, and lower-cases ASCII only) sees the same words on both sides.
+    """
+    return " ".join(_WORD.findall(text)).lower()
+
+
+def tag_hashes(tags: Iterable[str]) -> str:
+    """The tags as the index's tag field holds them: a comma-separated list of short hashes."""
+    return ",".join(hashlib.blake2b(tag.encode(), digest_size=8).hexdigest() for tag in tags)
+
+
+WRITE_SCRIPT: Final = """#!lua
+-- One batch of one tenant, atomically. KEYS: 1 change counter, 2 changes zset, 3 created
+-- zset, then the hash of each upserted memory, then the hash of each deleted one.
+-- ARGV: 1 now, 2 index ('' without RediSearch), 3 tenant tag, 4 number of upserts, then six
+-- values per upsert (id, text, tags, metadata, words, tag hashes), then one id per deletion.
+-- Returns how many change numbers the batch took.
+local now, index, tenant = ARGV[1], ARGV[2], ARGV[3]
+local upserts = tonumber(ARGV[4])
+local first = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seq = first
+local arg = 5
+for i = 1, upserts do
+  local key = KEYS[3 + i]
+  local id, text, tags, meta = ARGV[arg], ARGV[arg + 1], ARGV[arg + 2], ARGV[arg + 3]
+  local old = redis.call('HMGET', key, 't', 'g', 'x', 'd', 'c', 'a')
+  if old[4] or old[1] ~= text or old[2] ~= tags or old[3] ~= meta then
+    seq = seq + 1
+    local number = string.format('%d', seq)
+    local created, created_at = old[5], old[6]
+    if old[4] or not old[1] then
+      created, created_at = number, now
+      if old[4] then redis.call('HDEL', key, 'd') end
+      redis.call('ZADD', KEYS[3], created, id)
+    end
+    redis.call('HSET', key, 't', text, 'g', tags, 'x', meta, 'a', created_at, 'u', now,
+      's', number, 'c', created)
+    redis.call('ZADD', KEYS[2], number, id)
+    if index ~= '' then
+      redis.call('FT.ADD', index, key, 1, 'NOSAVE', 'REPLACE', 'PAYLOAD', created, 'FIELDS',
+        'w', ARGV[arg + 4], 'tn', tenant, 'th', ARGV[arg + 5])
+    end
+  end
+  arg = arg + 6
+end
+for i = 3 + upserts + 1, #KEYS do
+  local key, id = KEYS[i], ARGV[arg]
+  arg = arg + 1
+  if redis.call('HEXISTS', key, 't') == 1 then
+    seq = seq + 1
+    local number = string.format('%d', seq)
+    if index ~= '' then redis.call('FT.DEL', index, key) end
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'u', now, 's', number, 'd', '1')
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('ZADD', KEYS[2], number, id)
+  end
+end
+if seq ~= first then redis.call('SET', KEYS[1], string.format('%d', seq)) end
+return seq - first
+"""
+
+_HYDRATE: Final = """
+-- Each memory as its id and its fields joined by NUL (no field holds one; absent is empty).
+local function hydrate(prefix, ids)
+  local out = {}
+  for i, id in ipairs(ids) do
+    local fields = redis.call('HMGET', prefix .. id, 't', 'g', 'x', 'a', 'u', 's', 'd', 'c')
+    for j = 1, 8 do fields[j] = fields[j] or '' end
+    out[2 * i - 1] = id
+    out[2 * i] = table.concat(fields, '\\0')
+  end
+  return out
+end
+"""
+
+CHANGES_SCRIPT: Final = (
+    "#!lua flags=no-writes\n"
+    "-- KEYS: 1 changes zset. ARGV: 1 memory key prefix, 2 after this number, 3 count.\n"
+    + _HYDRATE
+    + "return hydrate(ARGV[1], redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf',"
+    " 'LIMIT', 0, ARGV[3]))\n"
+)
+"""The memories changed after a number, in number order, as one consistent read."""
+
+RECENT_SCRIPT: Final = (
+    "#!lua flags=no-writes\n"
+    "-- KEYS: 1 created zset. ARGV: 1 memory key prefix, 2 upper bound, 3 count.\n"
+    + _HYDRATE
+    + "return hydrate(ARGV[1], redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], '-inf',"
+    " 'LIMIT', 0, ARGV[3]))\n"
+)
+"""The live memories created before a bound, newest first, as one consistent read."""
+
+MEMORIES_SCRIPT: Final = (
+    "#!lua flags=no-writes\n"
+    "-- ARGV: 1 memory key prefix, then the ids to read.\n" + _HYDRATE + "local ids = {}\n"
+    "for i = 2, #ARGV do ids[i - 1] = ARGV[i] end\n"
+    "return hydrate(ARGV[1], ids)\n"
+)
+"""The memories of the given ids, as one consistent read."""
+
+SEARCH_SCRIPT: Final = (
+    "#!lua\n"
+    + _HYDRATE
+    + """
+-- A text query's first page, ranked, and the whole ranking kept as a result set when it
+-- spans more pages. KEYS: 1 the result set to create. ARGV: 1 index, 2 query, 3 results at
+-- most, 4 memory key prefix, 5 page size, 6 seconds the result set lives.
+-- Returns the number of results and the first page's memories.
+local reply = redis.call('FT.SEARCH', ARGV[1], ARGV[2], 'WITHSCORES', 'WITHPAYLOADS',
+  'NOCONTENT', 'LIMIT', 0, ARGV[3])
+local prefix = ARGV[4]
+local ids, scores, orders, sorted = {}, {}, {}, true
+for at = 2, #reply - 2, 3 do
+  local key = reply[at]
+  if string.sub(key, 1, #prefix) == prefix then
+    local n = #ids + 1
+    ids[n] = string.sub(key, #prefix + 1)
+    scores[n] = tonumber(reply[at + 1])
+    orders[n] = tonumber(reply[at + 2] or redis.call('HGET', key, 'c'))
+    if n > 1 and (scores[n] > scores[n - 1]
+        or (scores[n] == scores[n - 1] and orders[n] > orders[n - 1])) then
+      sorted = false
+    end
+  end
+end
+if not sorted then  -- RediSearch breaks ties by indexing order, not creation order
+  local rank = {}
+  for i = 1, #ids do rank[i] = i end
+  table.sort(rank, function(a, b)
+    if scores[a] ~= scores[b] then return scores[a] > scores[b] end
+    return orders[a] > orders[b]
+  end)
+  local ranked = {}
+  for i, at in ipairs(rank) do ranked[i] = ids[at] end
+  ids = ranked
+end
+local size = tonumber(ARGV[5])
+local page = {}
+for i = 1, math.min(size, #ids) do page[i] = ids[i] end
+if #ids > size then
+  for start = 1, #ids, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(ids, start, math.min(start + 999, #ids)))
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+end
+return {#ids, hydrate(prefix, page)}
+"""
+)
+"""A text query ranked by score, ties newest first (by creation order), in one call."""

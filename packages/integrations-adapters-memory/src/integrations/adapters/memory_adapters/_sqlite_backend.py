@@ -1,0 +1,443 @@
+"""`SqliteBackend`: memories in one SQLite file (or a private in-memory database).
+
+Writes run in ``BEGIN IMMEDIATE`` transactions: the write lock is taken before anything is
+read, so the tenant's last change number read at the start is still the last one at commit,
+and the numbers are committed in order whatever process writes. A batch is one
+``executemany`` of an upsert whose ``WHERE`` skips memories already stored as pushed (they
+keep their change number; the number handed to them is left unused) and one of tombstones.
+
+Every sqlite3 exception is mapped in `sqlite_errors` alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import sqlite3
+import sys
+import time
+from array import array
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from integrations.base import (
+    ConnectionFailed,
+    ConnectorError,
+    InvalidRequest,
+    JsonObject,
+    TransientError,
+)
+
+from ._backend import MemoryPage
+from ._cursor import decode_cursor, encode_cursor
+from ._memory import StoredMemory, WriteBatch
+from ._query import JsonScalar, MemoryFilter, MemoryQuery
+from ._sqlite_schema import check_version, migrate
+
+__all__ = ["RESULT_SET_SECONDS", "SqliteBackend", "open_sqlite", "sqlite_errors"]
+
+RESULT_SET_SECONDS: Final = 600.0
+"""How long the ranked results of a text query stay available to its cursors."""
+
+_RECENT: Final = "recent"
+_RANKED: Final = "ranked"
+_RECENT_KINDS: Final = frozenset({_RECENT})
+_RANKED_KINDS: Final = frozenset({_RANKED})
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_INT64: Final = range(-(2**63), 2**63)
+
+# -- error mapping --------------------------------------------------------------------------
+
+_BUSY: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+_UNREACHABLE: Final = frozenset({3, 8, 10, 14})  # SQLITE_PERM, _READONLY, _IOERR, _CANTOPEN
+_DAMAGED: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+@contextlib.contextmanager
+def sqlite_errors(path: str) -> Iterator[None]:
+    """Map sqlite3's exceptions into the library's errors, naming the file `path`.
+
+    A busy or locked file is transient (another process holds the write lock longer than the
+    busy timeout); a file that cannot be opened, read or written is a failed connection; a
+    damaged file is a connector error that says so; anything else is a connector error.
+    """
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise _mapped(error, path) from error
+
+
+def _mapped(error: sqlite3.Error, path: str) -> ConnectorError:
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _BUSY:
+        return TransientError(
+            f"the memory store {path} is busy: another connection held its lock past the busy "
+            f"timeout ({error})"
+        )
+    if primary in _UNREACHABLE:
+        return ConnectionFailed(f"the memory store {path} cannot be opened or written: {error}")
+    if primary in _DAMAGED:
+        return ConnectorError(
+            f"the memory store {path} is damaged or is not a SQLite database ({error}); "
+            "restore it from a backup or point the connector at another file"
+        )
+    return ConnectorError(f"the memory store {path} failed: {error}")
+
+
+# -- statements -----------------------------------------------------------------------------
+
+_COLUMNS: Final = "m.id, m.text, m.tags, m.metadata, m.created_at, m.updated_at, m.seq, m.deleted"
+
+UPSERT: Final = """
+INSERT INTO memories (tenant, id, text, tags, metadata, created_at, updated_at, created_order, seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)
+ON CONFLICT (tenant, id) DO UPDATE SET
+    text = excluded.text,
+    tags = excluded.tags,
+    metadata = excluded.metadata,
+    updated_at = excluded.updated_at,
+    seq = excluded.seq,
+    created_at = iif(memories.deleted, excluded.created_at, memories.created_at),
+    created_order = iif(memories.deleted, excluded.created_order, memories.created_order),
+    deleted = 0
+WHERE memories.deleted
+    OR memories.text IS NOT excluded.text
+    OR memories.tags IS NOT excluded.tags
+    OR memories.metadata IS NOT excluded.metadata
+"""
+"""One memory upserted: parameters (tenant, id, text, tags, metadata, now, seq).
+
+A tombstoned memory pushed again is created anew (new creation time and order)."""
+
+TOMBSTONE: Final = """
+UPDATE memories SET deleted = 1, text = '', tags = '[]', metadata = '{}', updated_at = ?3, seq = ?4
+WHERE tenant = ?1 AND id = ?2 AND deleted = 0
+"""
+"""One memory deleted, its content cleared: parameters (tenant, id, now, seq)."""
+
+LAST_SEQ: Final = "SELECT last_seq FROM tenant_sequences WHERE tenant = ?"
+
+ADVANCE: Final = """
+INSERT INTO tenant_sequences (tenant, last_seq) VALUES (?1, ?2)
+ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq
+"""
+
+_CHANGES: Final = f"""
+SELECT {_COLUMNS} FROM memories m WHERE m.tenant = ? AND m.seq > ? ORDER BY m.seq LIMIT ?
+"""
+
+
+def match_expression(words: Sequence[str]) -> str:
+    """An FTS5 query that every word must match, each quoted so none is read as FTS syntax."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+# -- the backend ----------------------------------------------------------------------------
+
+
+def open_sqlite(path: str, busy_timeout: float) -> SqliteBackend:
+    """Open (creating or migrating) the store at `path`; ``":memory:"`` is private to it."""
+    with sqlite_errors(path):
+        connection = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            check_version(connection)  # before any pragma writes to a file we may refuse
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            version = migrate(connection)
+        except BaseException:
+            connection.close()
+            raise
+    return SqliteBackend(connection, path, version)
+
+
+class SqliteBackend:
+    """The `MemoryBackend` of one SQLite connection (its caller serialises the calls)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str, version: int) -> None:
+        self._db = connection
+        self._path = path
+        self._version = version
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        """sqlite3's exceptions as the library's errors."""
+        return sqlite_errors(self._path)
+
+    def describe(self) -> JsonObject:
+        """The file, the schema version and the SQLite library in use."""
+        mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+        return {
+            "backend": "sqlite",
+            "path": self._path,
+            "schema_version": self._version,
+            "journal_mode": str(mode),
+            "sqlite_version": sqlite3.sqlite_version,
+        }
+
+    def close(self) -> None:
+        """Close the connection (the last one to close a file checkpoints its WAL)."""
+        self._db.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def write(self, tenant: str, batch: WriteBatch, now: datetime) -> None:
+        """Apply `batch` in one transaction; each memory gets the next number of its tenant."""
+        stamp = _micros(now)
+        with self._transaction() as db:
+            row = db.execute(LAST_SEQ, (tenant,)).fetchone()
+            last = row[0] if row is not None else 0
+            if batch.upserts:
+                db.executemany(
+                    UPSERT,
+                    [
+                        (tenant, m.id, m.text, m.tags_json, m.metadata_json, stamp, seq)
+                        for seq, m in enumerate(batch.upserts, last + 1)
+                    ],
+                )
+            if batch.deletes:
+                first = last + len(batch.upserts) + 1
+                db.executemany(
+                    TOMBSTONE,
+                    [(tenant, i, stamp, seq) for seq, i in enumerate(batch.deletes, first)],
+                )
+            db.execute(ADVANCE, (tenant, last + len(batch)))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: the write lock first (waiting up to the busy timeout)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                    db.execute("ROLLBACK")
+            raise
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
+        """The tenant's changes numbered after `after`, tombstones included, in number order."""
+        rows = self._db.execute(_CHANGES, (tenant, after, limit)).fetchall()
+        return tuple(_stored(row) for row in rows)
+
+    def query(self, tenant: str, query: MemoryQuery) -> MemoryPage:
+        """Newest first without words; ranked by bm25 (ties newest first) with words."""
+        if not query.words:
+            return self._recent(tenant, query)
+        if query.cursor is None:
+            return self._first_ranked(tenant, query)
+        return self._next_ranked(tenant, query, query.cursor)
+
+    def _recent(self, tenant: str, query: MemoryQuery) -> MemoryPage:
+        where, params = filter_sql(query.filter)
+        if query.cursor is not None:
+            position = decode_cursor(
+                query.cursor, fingerprint=query.fingerprint, kinds=_RECENT_KINDS
+            )[1]
+            where += " AND m.created_order < ?"
+            params.append(_int_position(position, "before"))
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS}, m.created_order FROM memories m "
+            f"WHERE m.tenant = ? AND m.deleted = 0{where} "
+            "ORDER BY m.created_order DESC LIMIT ?",
+            [tenant, *params, query.limit + 1],
+        ).fetchall()
+        page = rows[: query.limit]
+        cursor = None
+        if len(rows) > query.limit:
+            cursor = encode_cursor(_RECENT, query.fingerprint, before=page[-1][-1])
+        return MemoryPage(tuple(_stored(row) for row in page), cursor)
+
+    def _first_ranked(self, tenant: str, query: MemoryQuery) -> MemoryPage:
+        """Rank every match once; keep the ranking when it takes more than one page."""
+        where, params = filter_sql(query.filter)
+        ranked = self._db.execute(
+            "SELECT m.ref, m.created_order FROM memories_fts "
+            "JOIN memories m ON m.ref = memories_fts.rowid "
+            f"WHERE memories_fts MATCH ? AND m.tenant = ? AND m.deleted = 0{where} "
+            "ORDER BY bm25(memories_fts), m.created_order DESC",
+            [match_expression(query.words), tenant, *params],
+        ).fetchall()
+        entries = array("q", [value for pair in ranked for value in pair])
+        if len(ranked) <= query.limit:
+            return MemoryPage(tuple(memory for _, memory in self._live(tenant, entries, 0)))
+        token = secrets.token_urlsafe(18)
+        self._save_result_set(token, tenant, entries)
+        return self._ranked_page(tenant, query, token, entries, 0)
+
+    def _next_ranked(self, tenant: str, query: MemoryQuery, cursor: str) -> MemoryPage:
+        position = decode_cursor(cursor, fingerprint=query.fingerprint, kinds=_RANKED_KINDS)[1]
+        token, offset = position.get("set"), _int_position(position, "offset")
+        if not isinstance(token, str):
+            raise InvalidRequest("the cursor was not issued by this memory store")
+        entries = self._load_result_set(token, tenant)
+        return self._ranked_page(tenant, query, token, entries, offset)
+
+    def _ranked_page(
+        self, tenant: str, query: MemoryQuery, token: str, entries: array[int], offset: int
+    ) -> MemoryPage:
+        """The memories of the ranking from entry `offset` that still exist, up to the limit."""
+        found: list[tuple[int, StoredMemory]] = []
+        start, total = offset, len(entries) // 2
+        while start < total and len(found) <= query.limit:
+            wanted = query.limit + 1 - len(found)
+            found.extend(self._live(tenant, entries, start, wanted))
+            start += wanted
+        page = tuple(memory for _, memory in found[: query.limit])
+        cursor = None
+        if len(found) > query.limit:
+            cursor = encode_cursor(_RANKED, query.fingerprint, set=token, offset=found[-1][0])
+        return MemoryPage(page, cursor)
+
+    def _live(
+        self, tenant: str, entries: array[int], start: int, count: int | None = None
+    ) -> list[tuple[int, StoredMemory]]:
+        """Entries `start` to `start + count` that still exist, as (entry index, memory).
+
+        A memory deleted since the ranking is dropped, and so is one deleted and created
+        anew (its creation order changed): it is another memory than the one ranked.
+        """
+        stop = len(entries) // 2 if count is None else start + count
+        pairs = entries[2 * start : 2 * stop]
+        refs = pairs[0::2]
+        if not refs:
+            return []
+        # The unary pluses keep the planner on the primary key: the tenant's index would
+        # scan all of the tenant's memories to find a handful.
+        rows = self._db.execute(
+            f"SELECT m.ref, m.created_order, {_COLUMNS} FROM memories m "
+            f"WHERE m.ref IN ({','.join('?' * len(refs))}) AND +m.tenant = ? AND +m.deleted = 0",
+            [*refs, tenant],
+        ).fetchall()
+        by_ref = {row[0]: row for row in rows}
+        live: list[tuple[int, StoredMemory]] = []
+        for index, (ref, created_order) in enumerate(zip(refs, pairs[1::2], strict=True), start):
+            row = by_ref.get(ref)
+            if row is not None and row[1] == created_order:
+                live.append((index, _stored(row[2:])))
+        return live
+
+    def _save_result_set(self, token: str, tenant: str, entries: array[int]) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("DELETE FROM result_sets WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT INTO result_sets (token, tenant, expires_at, entries) VALUES (?, ?, ?, ?)",
+                (token, tenant, now + RESULT_SET_SECONDS, _pack(entries)),
+            )
+
+    def _load_result_set(self, token: str, tenant: str) -> array[int]:
+        row = self._db.execute(
+            "SELECT entries FROM result_sets WHERE token = ? AND tenant = ? AND expires_at > ?",
+            (token, tenant, time.time()),
+        ).fetchone()
+        if row is None:
+            raise InvalidRequest(
+                "the results this cursor pages through have expired (they are kept "
+                f"{RESULT_SET_SECONDS / 60:g} minutes): run the query again"
+            )
+        return _unpack(row[0])
+
+
+# -- filters --------------------------------------------------------------------------------
+
+
+def filter_sql(memory_filter: MemoryFilter) -> tuple[str, list[Any]]:
+    """SQL conditions on ``memories m`` (each preceded by AND) and their parameters.
+
+    They agree with `MemoryFilter.matches`: tags must all be present; a metadata key must
+    exist at the top level with a value of the same JSON type (numbers of either kind
+    compare by value); times compare strictly.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for tag in memory_filter.tags:
+        clauses.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)")
+        params.append(tag)
+    for key, value in memory_filter.metadata:
+        condition, wanted = _metadata_condition(key, value)
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM json_each(m.metadata) WHERE key = ? AND {condition})"
+        )
+        params.extend([key, *wanted])
+    for column, operator, moment in (
+        ("created_at", ">", memory_filter.created_after),
+        ("created_at", "<", memory_filter.created_before),
+        ("updated_at", ">", memory_filter.updated_after),
+        ("updated_at", "<", memory_filter.updated_before),
+    ):
+        if moment is not None:
+            clauses.append(f"m.{column} {operator} ?")
+            params.append(_micros(moment))
+    return "".join(f" AND {clause}" for clause in clauses), params
+
+
+def _metadata_condition(key: str, value: JsonScalar) -> tuple[str, list[Any]]:
+    """The condition on a `json_each` row (its type and value) equal to `value`.
+
+    The key is matched as a `json_each` key, not spliced into a JSON path, so any key works.
+    """
+    if value is None:
+        return "type = 'null'", []
+    if isinstance(value, bool):
+        return ("type = 'true'" if value else "type = 'false'"), []
+    if isinstance(value, str):
+        return "type = 'text' AND value = ?", [value]
+    if isinstance(value, int) and value not in _INT64:
+        raise InvalidRequest(
+            f"filter 'metadata.{key}': integers beyond 64 bits cannot be compared exactly"
+        )
+    return "type IN ('integer', 'real') AND value = ?", [value]
+
+
+# -- conversions ----------------------------------------------------------------------------
+
+
+def _stored(row: Sequence[Any]) -> StoredMemory:
+    memory_id, text, tags, metadata, created_at, updated_at, seq, deleted = row[:8]
+    return StoredMemory(
+        id=memory_id,
+        text=text,
+        tags=tuple(json.loads(tags)),
+        metadata=json.loads(metadata),
+        created_at=_EPOCH + timedelta(microseconds=created_at),
+        updated_at=_EPOCH + timedelta(microseconds=updated_at),
+        seq=seq,
+        deleted=bool(deleted),
+    )
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: exact, and ordered like the times."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _int_position(position: dict[str, Any], name: str) -> int:
+    value = position.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest("the cursor was not issued by this memory store")
+    return value
+
+
+def _pack(entries: array[int]) -> bytes:
+    if sys.byteorder == "big":
+        entries = array("q", entries)
+        entries.byteswap()
+    return entries.tobytes()
+
+
+def _unpack(blob: bytes) -> array[int]:
+    entries = array("q")
+    entries.frombytes(blob)
+    if sys.byteorder == "big":
+        entries.byteswap()
+    return entries

@@ -1,0 +1,473 @@
+"""memory.redis against a real redis-server (with RediSearch), through governed sessions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import pytest
+import redis
+
+from integrations.adapters.memory_adapters import StoredMemory
+from integrations.adapters.memory_adapters._query import parse_filters
+from integrations.adapters.memory_adapters.redis import RedisMemoryConfig, RedisMemoryConnector
+from integrations.adapters.memory_adapters.testing import redis_server
+from integrations.base import (
+    NO_RETRY,
+    AuthContext,
+    AuthError,
+    ConnectionFailed,
+    ConnectorError,
+    FetchQuery,
+    Governance,
+    InvalidRequest,
+    MemoryAuditSink,
+    NotSupported,
+    PushPayload,
+    Record,
+    Session,
+    SyncState,
+    registry,
+)
+
+QUICK = Governance(audit=MemoryAuditSink(), retry=NO_RETRY)
+"""Errors surface at once: these tests check which error, not the retries."""
+
+
+def store(url: str, prefix: str, tenant: str = "acme", **config: Any) -> Session:
+    """A governed session on the store under `prefix` at `url` for `tenant`."""
+    return registry.open(
+        "memory.redis",
+        config={"url": url, "key_prefix": prefix, **config},
+        context=AuthContext(tenant=tenant, actor="tester"),
+        governance=QUICK,
+    )
+
+
+def memory(memory_id: str, text: str, tags: Sequence[str] = (), **metadata: Any) -> Record:
+    return Record(id=memory_id, data={"text": text, "tags": list(tags), "metadata": metadata})
+
+
+def ids(records: Sequence[Record]) -> list[str]:
+    return [record.id for record in records]
+
+
+def fetch_all(session: Session, query: FetchQuery) -> list[Record]:
+    records: list[Record] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        result = session.fetch(query.model_copy(update={"cursor": cursor}))
+        records.extend(result.records)
+        cursor = result.next_cursor
+        if cursor is None:
+            return records
+    raise AssertionError("paging never ended")
+
+
+def sync_all(session: Session, state: SyncState) -> tuple[list[Record], SyncState]:
+    changes: list[Record] = []
+    for _ in range(1000):
+        result = session.sync(state)
+        changes.extend(result.changes)
+        state = result.state
+        if not result.has_more:
+            return changes, state
+    raise AssertionError("sync never ended")
+
+
+def stored(record: Record) -> StoredMemory:
+    """A fetched record as the store holds it, for `MemoryFilter.matches`."""
+    assert record.updated_at is not None
+    return StoredMemory(
+        id=record.id,
+        text=record.data["text"],
+        tags=tuple(record.data["tags"]),
+        metadata=record.data["metadata"],
+        created_at=datetime.fromisoformat(record.data["created_at"]),
+        updated_at=record.updated_at,
+        seq=0,
+    )
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses: each test has a store of its own."""
+    return f"test:{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+# -- writing, reading, syncing ---------------------------------------------------------------
+
+
+def test_push_fetch_and_sync_round_trip(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix) as session:
+        result = session.push(
+            PushPayload(
+                records=(
+                    memory("a", "first memory", ["x"], n=1),
+                    memory("b", "second memory", ["x", "y"], n=2),
+                    Record(id="bad", data={"text": ""}),
+                )
+            )
+        )
+        assert result.accepted == ("a", "b")
+        assert [r.id for r in result.rejected] == ["bad"]
+        fetched = session.fetch(FetchQuery()).records
+        changes, state = sync_all(session, SyncState())
+    assert ids(fetched) == ["b", "a"]  # newest first
+    assert fetched[1].data["text"] == "first memory"
+    assert fetched[1].data["tags"] == ["x"] and fetched[1].data["metadata"] == {"n": 1}
+    assert ids(changes) == ["a", "b"]
+    assert state.bookmarks == {"seq": 2}
+
+
+def test_an_unchanged_upsert_takes_no_number_and_keeps_its_time(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(PushPayload(records=(memory("a", "same", ["t"], k="v"),)))
+        before = session.fetch(FetchQuery()).records[0]
+        state = sync_all(session, SyncState())[1]
+        session.push(PushPayload(records=(memory("a", "same", ["t"], k="v"),)))
+        assert sync_all(session, state)[0] == []
+        assert session.fetch(FetchQuery()).records[0] == before
+        session.push(PushPayload(records=(memory("a", "same", ["t"], k="w"),)))
+        changed, after = sync_all(session, state)
+    assert ids(changed) == ["a"]
+    assert after.bookmarks == {"seq": 2}
+    assert changed[0].data["created_at"] == before.data["created_at"]
+
+
+def test_tombstones_and_resurrection(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(PushPayload(records=(memory("a", "alpha one"), memory("b", "alpha two"))))
+        first_created = session.fetch(FetchQuery()).records[1].data["created_at"]
+        state = sync_all(session, SyncState())[1]
+        session.push(PushPayload(records=(Record(id="a", deleted=True), Record(id="zz", deleted=True))))
+        changes, state = sync_all(session, state)
+        assert [(r.id, r.deleted) for r in changes] == [("a", True)]
+        assert ids(session.fetch(FetchQuery()).records) == ["b"]
+        assert ids(session.fetch(FetchQuery(text="alpha")).records) == ["b"]
+        session.push(PushPayload(records=(Record(id="a", deleted=True),)))
+        assert sync_all(session, state)[0] == []  # deleting a deleted memory changes nothing
+        session.push(PushPayload(records=(memory("a", "alpha one"),)))
+        newest = session.fetch(FetchQuery()).records
+        changes = sync_all(session, state)[0]
+    assert ids(newest) == ["a", "b"]  # resurrected: a new memory, created last
+    assert newest[0].data["created_at"] > first_created
+    assert [(r.id, r.deleted) for r in changes] == [("a", False)]
+
+
+def test_sync_pages_in_number_order(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix, sync_page_size=3) as session:
+        for start in range(0, 10, 5):
+            batch = [memory(f"m{n}", f"memory {n}") for n in range(start, start + 5)]
+            session.push(PushPayload(records=tuple(batch)))
+        first = session.sync(SyncState())
+        changes, _ = sync_all(session, SyncState())
+    assert first.has_more and len(first.changes) == 3
+    assert ids(changes) == [f"m{n}" for n in range(10)]
+
+
+# -- filters -------------------------------------------------------------------------------
+
+
+FILTERS: list[dict[str, Any]] = [
+    {"tags": ["work"]},
+    {"tags": ["work", "Urgent"]},
+    {"tags": ["a,b"]},
+    {"tags": ["{x}"]},
+    {"metadata": {"n": 1}},
+    {"metadata": {"n": 1.0}},
+    {"metadata": {"n": True}},
+    {"metadata": {"n": "1"}},
+    {"metadata": {"n": None}},
+    {"metadata": {"missing": None}},
+    {"tags": ["work"], "metadata": {"n": 1}},
+]
+
+
+def test_filters_agree_with_the_reference(redis_url: str, prefix: str) -> None:
+    values: list[Any] = [1, 1.0, True, "1", None, 2, "x"]
+    tag_sets = [["work"], ["work", "Urgent"], ["urgent"], ["a,b"], ["{x}", "work"], []]
+    records = [
+        memory(f"m{n}", f"note number {n} about planning", tag_sets[n % 6], n=values[n % 7])
+        for n in range(42)
+    ]
+    with store(redis_url, prefix, max_scan=100) as session:
+        session.push(PushPayload(records=tuple(records)))
+        everything = [stored(r) for r in fetch_all(session, FetchQuery(limit=100))]
+        moment = sorted(m.created_at for m in everything)[20].isoformat()
+        for filters in [*FILTERS, {"created_after": moment}, {"created_before": moment}]:
+            reference = parse_filters(filters)
+            expected = [m.id for m in everything if reference.matches(m)]
+            newest = ids(fetch_all(session, FetchQuery(filters=filters, limit=3)))
+            assert newest == expected, filters
+            found = ids(fetch_all(session, FetchQuery(text="planning", filters=filters, limit=4)))
+            assert sorted(found) == sorted(expected), filters
+
+
+def test_a_filtered_page_examines_at_most_max_scan_memories(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix, max_scan=100) as session:
+        session.push(PushPayload(records=(memory("old", "the one", ["rare"]),)))
+        session.push(
+            PushPayload(records=tuple(memory(f"m{n}", "filler") for n in range(250)))
+        )
+        first = session.fetch(FetchQuery(filters={"tags": ["rare"]}, limit=5))
+        everything = fetch_all(session, FetchQuery(filters={"tags": ["rare"]}, limit=5))
+    assert first.records == () and first.next_cursor is not None
+    assert ids(everything) == ["old"]
+
+
+# -- text search ---------------------------------------------------------------------------
+
+
+def test_text_search_matches_every_word_and_ranks(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(
+            PushPayload(
+                records=(
+                    memory("once", "alpha and some other words here"),
+                    memory("thrice", "alpha alpha alpha"),
+                    memory("both", "alpha beta"),
+                    memory("accent", "Émile went to the café; and/or ÜBER"),
+                )
+            )
+        )
+        session.push(PushPayload(records=(memory("twin-new", "gamma delta"),)))
+        session.push(PushPayload(records=(memory("twin-newer", "gamma delta"),)))
+        assert ids(session.fetch(FetchQuery(text="alpha beta")).records) == ["both"]
+        ranked = ids(session.fetch(FetchQuery(text="alpha")).records)
+        assert ranked[0] == "thrice" and set(ranked) == {"once", "thrice", "both"}
+        ties = ids(session.fetch(FetchQuery(text="gamma")).records)
+        assert ties == ["twin-newer", "twin-new"]  # equal scores: newest first
+        for text in ("émile", "ÉMILE", "über", "and or", "CAFÉ"):
+            assert ids(session.fetch(FetchQuery(text=text)).records) == ["accent"], text
+        assert session.fetch(FetchQuery(text="nothing-like-this")).records == ()
+
+
+def test_text_paging_is_a_point_in_time_ranking(redis_url: str, prefix: str) -> None:
+    originals = [memory(f"m{n:02d}", "needle " * (1 + n % 5) + f"hay {n}") for n in range(30)]
+    with store(redis_url, prefix) as session, store(redis_url, prefix) as writer:
+        session.push(PushPayload(records=tuple(originals)))
+        query = FetchQuery(text="needle", limit=4)
+        page = session.fetch(query)
+        seen = ids(page.records)
+        removed: set[str] = set()
+        for step in range(100):
+            if page.next_cursor is None:
+                break
+            # Writers change the corpus (and so every score) between pages.
+            writer.push(
+                PushPayload(
+                    records=(
+                        memory(f"new{step}", "needle needle needle needle needle needle"),
+                        memory(f"m{(step * 7) % 30:02d}x", "needle unrelated"),
+                    )
+                )
+            )
+            victim = f"m{29 - step:02d}"
+            if victim not in seen:
+                writer.push(PushPayload(records=(Record(id=victim, deleted=True),)))
+                removed.add(victim)
+            page = session.fetch(query.model_copy(update={"cursor": page.next_cursor}))
+            seen += ids(page.records)
+    assert len(seen) == len(set(seen)), "a page repeated a memory"
+    assert set(seen) == {r.id for r in originals} - removed
+    assert not any(r.startswith("new") for r in seen)
+
+
+def test_an_expired_result_set_asks_to_run_the_query_again(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(5))))
+        page = session.fetch(FetchQuery(text="word", limit=2))
+        assert page.next_cursor is not None
+        sets = list(raw.scan_iter(match=f"{prefix}:*:r:*"))
+        assert len(sets) == 1 and 0 < raw.ttl(sets[0]) <= 600
+        raw.delete(*sets)
+        with pytest.raises(InvalidRequest, match="run the query again"):
+            session.fetch(FetchQuery(text="word", limit=2, cursor=page.next_cursor))
+
+
+def test_one_page_of_results_keeps_no_result_set(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(3))))
+        assert session.fetch(FetchQuery(text="word", limit=3)).next_cursor is None
+    assert list(raw.scan_iter(match=f"{prefix}:*:r:*")) == []
+
+
+def test_text_queries_need_redisearch(prefix: str) -> None:
+    with redis_server(search=False) as url, store(url, prefix) as session:
+        session.push(PushPayload(records=(memory("a", "plain words"),)))
+        assert session.connection is not None
+        assert session.connection.info["text_search"] is None
+        assert ids(session.fetch(FetchQuery()).records) == ["a"]
+        with pytest.raises(NotSupported, match="RediSearch"):
+            session.fetch(FetchQuery(text="plain"))
+
+
+# -- tenants -------------------------------------------------------------------------------
+
+
+def test_tenants_never_share_keys_or_memories(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    tenants = ["acme", "acme}:m:x", "{acme}", "ac:me"]
+    for tenant in tenants:
+        with store(redis_url, prefix, tenant) as session:
+            session.push(
+                PushPayload(records=(memory("shared", f"secret of {tenant} word"),))
+            )
+    keys: dict[str, set[str]] = {}
+    for tenant in tenants:
+        with store(redis_url, prefix, tenant) as session:
+            fetched = session.fetch(FetchQuery()).records
+            searched = session.fetch(FetchQuery(text="secret word")).records
+            changes = sync_all(session, SyncState())[0]
+        for records in (fetched, searched, changes):
+            assert [r.data["text"] for r in records] == [f"secret of {tenant} word"]
+        tag = "{" + tenant.encode().hex() + "}"
+        keys[tenant] = set(raw.scan_iter(match=f"{prefix}:{tag}:*"))
+        assert keys[tenant]
+    everything = set(raw.scan_iter(match=f"{prefix}:*"))
+    assert sum(len(found) for found in keys.values()) == len(everything - {f"{prefix}:idx"})
+
+
+def test_a_cursor_from_another_tenant_reads_nothing_of_theirs(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix, "one") as session:
+        session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(5))))
+        cursor = session.fetch(FetchQuery(text="word", limit=2)).next_cursor
+    with store(redis_url, prefix, "two") as session:
+        with pytest.raises(InvalidRequest):
+            session.fetch(FetchQuery(text="word", limit=2, cursor=cursor))
+
+
+# -- atomicity -----------------------------------------------------------------------------
+
+
+def test_readers_see_a_batch_wholly_or_not_at_all(redis_url: str, prefix: str) -> None:
+    batches, size = 25, 40
+    done = threading.Event()
+    seen_partial: list[dict[str, int]] = []
+
+    def read() -> None:
+        with store(redis_url, prefix, sync_page_size=10_000) as reader:
+            while not done.is_set():
+                for records in (
+                    sync_all(reader, SyncState())[0],
+                    reader.fetch(FetchQuery(limit=10_000)).records,
+                    reader.fetch(FetchQuery(text="batch", limit=10_000)).records,
+                ):
+                    counts: dict[str, int] = {}
+                    for record in records:
+                        group = record.id.split("-")[0]
+                        counts[group] = counts.get(group, 0) + 1
+                    if any(count != size for count in counts.values()):
+                        seen_partial.append(counts)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        with store(redis_url, prefix) as writer:
+            for number in range(batches):
+                records = [memory(f"b{number}-{n}", f"batch {number} item {n}") for n in range(size)]
+                writer.push(PushPayload(records=tuple(records)))
+    finally:
+        done.set()
+        thread.join(timeout=60)
+    assert not seen_partial
+
+
+# -- connections, credentials and errors ---------------------------------------------------
+
+
+def test_the_password_never_shows(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    user, password = f"tester{uuid.uuid4().hex[:6]}", "pw-" + uuid.uuid4().hex
+    raw.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"])
+    address = redis_url.split("://", 1)[1]
+    url = f"redis://{user}:{password}@{address}"
+    try:
+        with store(url, prefix) as session:
+            session.push(PushPayload(records=(memory("a", "kept safe"),)))
+            assert session.connection is not None
+            shown = [repr(session.connection), str(session.connection.info)]
+        config = RedisMemoryConfig.from_mapping({"url": url, "key_prefix": prefix})
+        shown += [repr(config), str(config), config.model_dump_json()]
+        wrong = url.replace(password, "not-" + password)
+        with pytest.raises(AuthError) as refused:
+            with store(wrong, prefix):
+                pass
+        shown.append(str(refused.value))
+    finally:
+        raw.acl_deluser(user)
+    assert not [text for text in shown if password in text]
+
+
+def test_a_refused_connection_is_connection_failed(prefix: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionFailed, match="cannot connect to Redis"):
+        with store(f"redis://127.0.0.1:{port}/0", prefix):
+            pass
+
+
+def test_a_url_that_is_not_redis_is_a_config_error(prefix: str) -> None:
+    connector = RedisMemoryConnector()
+    connector.auth(AuthContext(tenant="acme"))
+    with pytest.raises(ConnectorError, match="redis://"):
+        connector.connect(RedisMemoryConfig(url="http://user:secret@127.0.0.1/", key_prefix=prefix))
+
+
+def test_damaged_cursors_and_states_are_invalid_requests(redis_url: str, prefix: str) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(5))))
+        recent = session.fetch(FetchQuery(limit=2)).next_cursor
+        ranked = session.fetch(FetchQuery(text="word", limit=2)).next_cursor
+        assert recent is not None and ranked is not None
+        for cursor, text in ((recent, "word"), (ranked, None), ("garbage", None), ("x", "word")):
+            with pytest.raises(InvalidRequest):
+                session.fetch(FetchQuery(text=text, limit=2, cursor=cursor))
+        with pytest.raises(InvalidRequest):
+            session.sync(SyncState(cursor="garbage"))
+
+
+def test_a_refused_command_names_the_step_not_the_data(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    tag = "{" + "acme".encode().hex() + "}"
+    raw.set(f"{prefix}:{tag}:changes", "not a sorted set holding private-data")
+    with store(redis_url, prefix) as session:
+        with pytest.raises(ConnectorError) as refused:
+            session.push(PushPayload(records=(memory("a", "private-data"),)))
+    message = str(refused.value)
+    assert "write script" in message and "WRONGTYPE" in message
+    assert "private-data" not in message
+
+
+def test_redis_server_names_the_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", os.devnull)
+    with pytest.raises(RuntimeError, match="redis-server is not installed"):
+        with redis_server():
+            pass
+
+
+def test_sessions_release_their_connections(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    before = len(raw.client_list())
+    for _ in range(5):
+        with store(redis_url, prefix) as session:
+            session.fetch(FetchQuery())
+    assert len(raw.client_list()) == before
