@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 import redis
 
@@ -53,8 +54,7 @@ class RawClient:
         for seq, record in enumerate(records, last + 1):
             key = keys.memory(record.id)
             text = str(record.data["text"])
-            tags = record.data.get("tags", [])
-            assert isinstance(tags, list)
+            tags = cast("list[str]", record.data.get("tags", []))
             pipeline.hset(
                 key,
                 mapping={
@@ -69,7 +69,7 @@ class RawClient:
             )
             pipeline.zadd(keys.changes, {record.id: seq})
             pipeline.zadd(keys.created, {record.id: seq})
-            pipeline.execute_command(
+            pipeline.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 "FT.ADD", self._index, key, 1, "NOSAVE", "REPLACE", "PAYLOAD", seq, "FIELDS",
                 "w", index_words(text), "tn", keys.tag, "th", tag_hashes(tags),
             )  # fmt: skip
@@ -80,7 +80,7 @@ class RawClient:
         """The ids of the best `limit` memories of `tenant` holding every word of `text`."""
         keys = TenantKeys.of(self._prefix, tenant)
         expression = search_expression(keys.tag, (), text_words(text))
-        reply = self._client.execute_command(
+        reply = self._client.execute_command(  # type: ignore[no-untyped-call]  # untyped in redis-py
             "FT.SEARCH", self._index, expression, "NOCONTENT", "LIMIT", 0, limit
         )
         start = len(keys.memory_prefix)

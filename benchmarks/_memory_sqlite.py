@@ -5,12 +5,13 @@ on a file whose schema the connector created: per push one ``BEGIN IMMEDIATE`` t
 that reads the tenant's last change number, one ``executemany`` of the upsert (the FTS index
 is kept in step by the schema's triggers, for both sides alike) and the counter update. It
 skips everything else the connector does: checking records, governance, audit. Its text
-query is the plain FTS5 bm25 SQL with ``LIMIT``, where the connector also keeps the ranking
-for later pages. `connector_config` is the connector's config for the same file.
+query is the plain FTS5 bm25 SQL with ``LIMIT``, reading the same columns the connector
+returns and decoding their JSON, where the connector also keeps the ranking for later pages. `connector_config` is the connector's config for the same file.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,8 @@ __all__ = ["RawClient", "connector_config"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEARCH = """
-SELECT m.id FROM memories_fts JOIN memories m ON m.ref = memories_fts.rowid
+SELECT m.id, m.text, m.tags, m.metadata, m.created_at, m.updated_at
+FROM memories_fts JOIN memories m ON m.ref = memories_fts.rowid
 WHERE memories_fts MATCH ? AND m.tenant = ? AND m.deleted = 0
 ORDER BY bm25(memories_fts), m.created_order DESC LIMIT ?
 """
@@ -77,9 +79,12 @@ class RawClient:
             raise
 
     def text_query(self, tenant: str, text: str, limit: int) -> list[str]:
-        """The ids of the best `limit` live memories of `tenant` holding every word of `text`."""
+        """The best `limit` live memories of `tenant` holding every word of `text`: their ids,
+        read with the content the connector returns (text, tags, metadata, times)."""
         match = match_expression(text_words(text))
-        return [row[0] for row in self._db.execute(_SEARCH, (match, tenant, limit))]
+        rows = self._db.execute(_SEARCH, (match, tenant, limit)).fetchall()
+        found = [(row[0], row[1], json.loads(row[2]), json.loads(row[3]), *row[4:]) for row in rows]
+        return [memory[0] for memory in found]
 
     def close(self) -> None:
         """Close the connection."""

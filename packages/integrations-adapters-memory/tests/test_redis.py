@@ -21,6 +21,8 @@ from integrations.base import (
     NO_RETRY,
     AuthContext,
     AuthError,
+    ConfigError,
+    Connection,
     ConnectionFailed,
     ConnectorError,
     FetchQuery,
@@ -32,6 +34,7 @@ from integrations.base import (
     Record,
     Session,
     SyncState,
+    TransientError,
     registry,
 )
 
@@ -83,15 +86,20 @@ def sync_all(session: Session, state: SyncState) -> tuple[list[Record], SyncStat
 def stored(record: Record) -> StoredMemory:
     """A fetched record as the store holds it, for `MemoryFilter.matches`."""
     assert record.updated_at is not None
+    data: dict[str, Any] = dict(record.data)
     return StoredMemory(
         id=record.id,
-        text=record.data["text"],
-        tags=tuple(record.data["tags"]),
-        metadata=record.data["metadata"],
-        created_at=datetime.fromisoformat(record.data["created_at"]),
+        text=data["text"],
+        tags=tuple(data["tags"]),
+        metadata=data["metadata"],
+        created_at=datetime.fromisoformat(data["created_at"]),
         updated_at=record.updated_at,
         seq=0,
     )
+
+
+def created(record: Record) -> datetime:
+    return stored(record).created_at
 
 
 @pytest.fixture
@@ -127,12 +135,15 @@ def test_push_fetch_and_sync_round_trip(redis_url: str, prefix: str) -> None:
         changes, state = sync_all(session, SyncState())
     assert ids(fetched) == ["b", "a"]  # newest first
     assert fetched[1].data["text"] == "first memory"
-    assert fetched[1].data["tags"] == ["x"] and fetched[1].data["metadata"] == {"n": 1}
+    assert fetched[1].data["tags"] == ["x"]
+    assert fetched[1].data["metadata"] == {"n": 1}
     assert ids(changes) == ["a", "b"]
     assert state.bookmarks == {"seq": 2}
 
 
-def test_an_unchanged_upsert_takes_no_number_and_keeps_its_time(redis_url: str, prefix: str) -> None:
+def test_an_unchanged_upsert_takes_no_number_and_keeps_its_time(
+    redis_url: str, prefix: str
+) -> None:
     with store(redis_url, prefix) as session:
         session.push(PushPayload(records=(memory("a", "same", ["t"], k="v"),)))
         before = session.fetch(FetchQuery()).records[0]
@@ -150,9 +161,11 @@ def test_an_unchanged_upsert_takes_no_number_and_keeps_its_time(redis_url: str, 
 def test_tombstones_and_resurrection(redis_url: str, prefix: str) -> None:
     with store(redis_url, prefix) as session:
         session.push(PushPayload(records=(memory("a", "alpha one"), memory("b", "alpha two"))))
-        first_created = session.fetch(FetchQuery()).records[1].data["created_at"]
+        first_created = created(session.fetch(FetchQuery()).records[1])
         state = sync_all(session, SyncState())[1]
-        session.push(PushPayload(records=(Record(id="a", deleted=True), Record(id="zz", deleted=True))))
+        session.push(
+            PushPayload(records=(Record(id="a", deleted=True), Record(id="zz", deleted=True)))
+        )
         changes, state = sync_all(session, state)
         assert [(r.id, r.deleted) for r in changes] == [("a", True)]
         assert ids(session.fetch(FetchQuery()).records) == ["b"]
@@ -163,7 +176,7 @@ def test_tombstones_and_resurrection(redis_url: str, prefix: str) -> None:
         newest = session.fetch(FetchQuery()).records
         changes = sync_all(session, state)[0]
     assert ids(newest) == ["a", "b"]  # resurrected: a new memory, created last
-    assert newest[0].data["created_at"] > first_created
+    assert created(newest[0]) > first_created
     assert [(r.id, r.deleted) for r in changes] == [("a", False)]
 
 
@@ -174,7 +187,8 @@ def test_sync_pages_in_number_order(redis_url: str, prefix: str) -> None:
             session.push(PushPayload(records=tuple(batch)))
         first = session.sync(SyncState())
         changes, _ = sync_all(session, SyncState())
-    assert first.has_more and len(first.changes) == 3
+    assert first.has_more
+    assert len(first.changes) == 3
     assert ids(changes) == [f"m{n}" for n in range(10)]
 
 
@@ -219,12 +233,11 @@ def test_filters_agree_with_the_reference(redis_url: str, prefix: str) -> None:
 def test_a_filtered_page_examines_at_most_max_scan_memories(redis_url: str, prefix: str) -> None:
     with store(redis_url, prefix, max_scan=100) as session:
         session.push(PushPayload(records=(memory("old", "the one", ["rare"]),)))
-        session.push(
-            PushPayload(records=tuple(memory(f"m{n}", "filler") for n in range(250)))
-        )
+        session.push(PushPayload(records=tuple(memory(f"m{n}", "filler") for n in range(250))))
         first = session.fetch(FetchQuery(filters={"tags": ["rare"]}, limit=5))
         everything = fetch_all(session, FetchQuery(filters={"tags": ["rare"]}, limit=5))
-    assert first.records == () and first.next_cursor is not None
+    assert first.records == ()
+    assert first.next_cursor is not None
     assert ids(everything) == ["old"]
 
 
@@ -236,18 +249,19 @@ def test_text_search_matches_every_word_and_ranks(redis_url: str, prefix: str) -
         session.push(
             PushPayload(
                 records=(
-                    memory("once", "alpha and some other words here"),
-                    memory("thrice", "alpha alpha alpha"),
-                    memory("both", "alpha beta"),
+                    memory("strong", "alpha alpha beta"),
+                    memory("weak", "alpha beta beta beta"),
+                    memory("both", "alpha epsilon"),
                     memory("accent", "Émile went to the café; and/or ÜBER"),
                 )
             )
         )
         session.push(PushPayload(records=(memory("twin-new", "gamma delta"),)))
         session.push(PushPayload(records=(memory("twin-newer", "gamma delta"),)))
-        assert ids(session.fetch(FetchQuery(text="alpha beta")).records) == ["both"]
+        assert ids(session.fetch(FetchQuery(text="alpha epsilon")).records) == ["both"]
         ranked = ids(session.fetch(FetchQuery(text="alpha")).records)
-        assert ranked[0] == "thrice" and set(ranked) == {"once", "thrice", "both"}
+        assert ranked[-1] == "weak"
+        assert set(ranked) == {"strong", "weak", "both"}
         ties = ids(session.fetch(FetchQuery(text="gamma")).records)
         assert ties == ["twin-newer", "twin-new"]  # equal scores: newest first
         for text in ("émile", "ÉMILE", "über", "and or", "CAFÉ"):
@@ -294,7 +308,8 @@ def test_an_expired_result_set_asks_to_run_the_query_again(
         page = session.fetch(FetchQuery(text="word", limit=2))
         assert page.next_cursor is not None
         sets = list(raw.scan_iter(match=f"{prefix}:*:r:*"))
-        assert len(sets) == 1 and 0 < raw.ttl(sets[0]) <= 600
+        assert len(sets) == 1
+        assert 0 < raw.ttl(sets[0]) <= 600
         raw.delete(*sets)
         with pytest.raises(InvalidRequest, match="run the query again"):
             session.fetch(FetchQuery(text="word", limit=2, cursor=page.next_cursor))
@@ -309,14 +324,24 @@ def test_one_page_of_results_keeps_no_result_set(
     assert list(raw.scan_iter(match=f"{prefix}:*:r:*")) == []
 
 
-def test_text_queries_need_redisearch(prefix: str) -> None:
-    with redis_server(search=False) as url, store(url, prefix) as session:
-        session.push(PushPayload(records=(memory("a", "plain words"),)))
-        assert session.connection is not None
-        assert session.connection.info["text_search"] is None
-        assert ids(session.fetch(FetchQuery()).records) == ["a"]
-        with pytest.raises(NotSupported, match="RediSearch"):
-            session.fetch(FetchQuery(text="plain"))
+def connected(url: str, prefix: str) -> tuple[RedisMemoryConnector, Connection]:
+    connector = RedisMemoryConnector()
+    connector.auth(AuthContext(tenant="acme"))
+    return connector, connector.connect(RedisMemoryConfig(url=url, key_prefix=prefix))
+
+
+def test_text_queries_need_redisearch(redis_url: str, prefix: str) -> None:
+    connector, connection = connected(redis_url, prefix)
+    assert connection.info["text_search"] == "RediSearch 1.2.0"
+    connector.revoke(connector.auth(AuthContext(tenant="acme")))
+    with redis_server(search=False) as url:
+        connector, connection = connected(url, prefix)
+        assert connection.info["text_search"] is None
+        with store(url, prefix) as session:
+            session.push(PushPayload(records=(memory("a", "plain words"),)))
+            assert ids(session.fetch(FetchQuery()).records) == ["a"]
+            with pytest.raises(NotSupported, match="needs the RediSearch module"):
+                session.fetch(FetchQuery(text="plain"))
 
 
 # -- tenants -------------------------------------------------------------------------------
@@ -328,9 +353,7 @@ def test_tenants_never_share_keys_or_memories(
     tenants = ["acme", "acme}:m:x", "{acme}", "ac:me"]
     for tenant in tenants:
         with store(redis_url, prefix, tenant) as session:
-            session.push(
-                PushPayload(records=(memory("shared", f"secret of {tenant} word"),))
-            )
+            session.push(PushPayload(records=(memory("shared", f"secret of {tenant} word"),)))
     keys: dict[str, set[str]] = {}
     for tenant in tenants:
         with store(redis_url, prefix, tenant) as session:
@@ -350,9 +373,8 @@ def test_a_cursor_from_another_tenant_reads_nothing_of_theirs(redis_url: str, pr
     with store(redis_url, prefix, "one") as session:
         session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(5))))
         cursor = session.fetch(FetchQuery(text="word", limit=2)).next_cursor
-    with store(redis_url, prefix, "two") as session:
-        with pytest.raises(InvalidRequest):
-            session.fetch(FetchQuery(text="word", limit=2, cursor=cursor))
+    with store(redis_url, prefix, "two") as session, pytest.raises(InvalidRequest):
+        session.fetch(FetchQuery(text="word", limit=2, cursor=cursor))
 
 
 # -- atomicity -----------------------------------------------------------------------------
@@ -365,7 +387,8 @@ def test_readers_see_a_batch_wholly_or_not_at_all(redis_url: str, prefix: str) -
 
     def read() -> None:
         with store(redis_url, prefix, sync_page_size=10_000) as reader:
-            while not done.is_set():
+            while True:
+                finished = done.is_set()  # one more round after the last batch
                 for records in (
                     sync_all(reader, SyncState())[0],
                     reader.fetch(FetchQuery(limit=10_000)).records,
@@ -377,13 +400,17 @@ def test_readers_see_a_batch_wholly_or_not_at_all(redis_url: str, prefix: str) -
                         counts[group] = counts.get(group, 0) + 1
                     if any(count != size for count in counts.values()):
                         seen_partial.append(counts)
+                if finished:
+                    return
 
     thread = threading.Thread(target=read)
     thread.start()
     try:
         with store(redis_url, prefix) as writer:
             for number in range(batches):
-                records = [memory(f"b{number}-{n}", f"batch {number} item {n}") for n in range(size)]
+                records = [
+                    memory(f"b{number}-{n}", f"batch {number} item {n}") for n in range(size)
+                ]
                 writer.push(PushPayload(records=tuple(records)))
     finally:
         done.set()
@@ -402,14 +429,14 @@ def test_the_password_never_shows(redis_url: str, prefix: str, raw: redis.Redis)
     try:
         with store(url, prefix) as session:
             session.push(PushPayload(records=(memory("a", "kept safe"),)))
-            assert session.connection is not None
-            shown = [repr(session.connection), str(session.connection.info)]
+        connector, connection = connected(url, prefix)
+        connector.revoke(connector.auth(AuthContext(tenant="acme")))
+        shown = [repr(connection), connection.model_dump_json(), repr(connector)]
         config = RedisMemoryConfig.from_mapping({"url": url, "key_prefix": prefix})
         shown += [repr(config), str(config), config.model_dump_json()]
         wrong = url.replace(password, "not-" + password)
-        with pytest.raises(AuthError) as refused:
-            with store(wrong, prefix):
-                pass
+        with pytest.raises(AuthError) as refused, store(wrong, prefix):
+            pass
         shown.append(str(refused.value))
     finally:
         raw.acl_deluser(user)
@@ -420,15 +447,15 @@ def test_a_refused_connection_is_connection_failed(prefix: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(ConnectionFailed, match="cannot connect to Redis"):
-        with store(f"redis://127.0.0.1:{port}/0", prefix):
-            pass
+    refused = f"redis://127.0.0.1:{port}/0"
+    with pytest.raises(ConnectionFailed, match="cannot connect to Redis"), store(refused, prefix):
+        pass
 
 
 def test_a_url_that_is_not_redis_is_a_config_error(prefix: str) -> None:
     connector = RedisMemoryConnector()
     connector.auth(AuthContext(tenant="acme"))
-    with pytest.raises(ConnectorError, match="redis://"):
+    with pytest.raises(ConfigError, match="redis://"):
         connector.connect(RedisMemoryConfig(url="http://user:secret@127.0.0.1/", key_prefix=prefix))
 
 
@@ -437,7 +464,8 @@ def test_damaged_cursors_and_states_are_invalid_requests(redis_url: str, prefix:
         session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(5))))
         recent = session.fetch(FetchQuery(limit=2)).next_cursor
         ranked = session.fetch(FetchQuery(text="word", limit=2)).next_cursor
-        assert recent is not None and ranked is not None
+        assert recent is not None
+        assert ranked is not None
         for cursor, text in ((recent, "word"), (ranked, None), ("garbage", None), ("x", "word")):
             with pytest.raises(InvalidRequest):
                 session.fetch(FetchQuery(text=text, limit=2, cursor=cursor))
@@ -448,21 +476,20 @@ def test_damaged_cursors_and_states_are_invalid_requests(redis_url: str, prefix:
 def test_a_refused_command_names_the_step_not_the_data(
     redis_url: str, prefix: str, raw: redis.Redis
 ) -> None:
-    tag = "{" + "acme".encode().hex() + "}"
+    tag = "{" + b"acme".hex() + "}"
     raw.set(f"{prefix}:{tag}:changes", "not a sorted set holding private-data")
-    with store(redis_url, prefix) as session:
-        with pytest.raises(ConnectorError) as refused:
-            session.push(PushPayload(records=(memory("a", "private-data"),)))
+    with store(redis_url, prefix) as session, pytest.raises(ConnectorError) as refused:
+        session.push(PushPayload(records=(memory("a", "private-data"),)))
     message = str(refused.value)
-    assert "write script" in message and "WRONGTYPE" in message
+    assert "write script" in message
+    assert "WRONGTYPE" in message
     assert "private-data" not in message
 
 
 def test_redis_server_names_the_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", os.devnull)
-    with pytest.raises(RuntimeError, match="redis-server is not installed"):
-        with redis_server():
-            pass
+    with pytest.raises(RuntimeError, match="redis-server is not installed"), redis_server():
+        pass
 
 
 def test_sessions_release_their_connections(redis_url: str, prefix: str, raw: redis.Redis) -> None:
@@ -471,3 +498,26 @@ def test_sessions_release_their_connections(redis_url: str, prefix: str, raw: re
         with store(redis_url, prefix) as session:
             session.fetch(FetchQuery())
     assert len(raw.client_list()) == before
+
+
+def test_scripts_flushed_from_the_server_are_loaded_again(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(PushPayload(records=(memory("a", "before the flush"),)))
+        raw.script_flush()
+        session.push(PushPayload(records=(memory("b", "after the flush"),)))
+        assert ids(session.fetch(FetchQuery(text="flush")).records) == ["b", "a"]
+
+
+def test_a_command_that_times_out_is_transient(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    with store(redis_url, prefix, socket_timeout_seconds=0.2) as session:
+        raw.client_pause(2000, all=True)  # every client's commands wait
+        try:
+            with pytest.raises(TransientError, match="connection to Redis failed"):
+                session.fetch(FetchQuery())
+        finally:
+            raw.client_unpause()
+        assert session.fetch(FetchQuery()).records == ()

@@ -126,7 +126,7 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
     def fetch(self, query: FetchQuery) -> FetchResult:
         """One page of the tenant's memories matching `query` (see the `_query` module)."""
         tenant, backend, config = self._session("fetch")
-        parsed = parse_query(query, max_limit=config.max_page_size)
+        parsed = parse_query(query, max_limit=config.max_page_size, scope=tenant)
         with self._io, backend.errors():
             page = backend.query(tenant, parsed)
         return FetchResult(

@@ -9,10 +9,10 @@ rejects them before anything is written.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final, cast
 
 from integrations.base import JsonObject, PushPayload, Record, Rejection
 
@@ -41,29 +41,46 @@ MEMORY_FIELDS: Final = frozenset({"text", "tags", "metadata"})
 """The keys a pushed record's data may hold."""
 
 
+_ENCODER: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: object) -> str:
-    """The one JSON spelling of `value` that stores persist and compare (sorted keys, compact)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The one JSON spelling of `value` that stores persist and compare (sorted keys, compact).
+
+    NaN and infinities are refused (`ValueError`): JSON has no spelling for them, and every
+    backend's JSON parser would reject what Python writes for them.
+    """
+    return _ENCODER.encode(value)
 
 
 @dataclass(frozen=True, slots=True)
 class Memory:
-    """A memory to store: what a pushed record says, checked."""
+    """A memory to store: what a pushed record says, checked, with its stored JSON spellings.
+
+    The JSON is computed once, while the record is checked, because every backend writes and
+    compares exactly these strings.
+    """
 
     id: str
     text: str
-    tags: tuple[str, ...] = ()
-    metadata: JsonObject = field(default_factory=dict)
+    tags: tuple[str, ...]
+    metadata: JsonObject
+    tags_json: str
+    """The tags as stored: a JSON array in the order pushed."""
+    metadata_json: str
+    """The metadata as stored: canonical JSON, so equal metadata compares equal as text."""
 
-    @property
-    def tags_json(self) -> str:
-        """The tags as stored: a JSON array in the order pushed."""
-        return canonical_json(list(self.tags))
-
-    @property
-    def metadata_json(self) -> str:
-        """The metadata as stored: canonical JSON, so equal metadata compares equal as text."""
-        return canonical_json(self.metadata)
+    @classmethod
+    def of(
+        cls, id: str, text: str, tags: Sequence[str] = (), metadata: JsonObject | None = None
+    ) -> Memory:
+        """A memory from its parts (assumed valid: `check_push` is what checks records)."""
+        metadata = {} if metadata is None else metadata
+        return cls(
+            id, text, tuple(tags), metadata, _ENCODER.encode(list(tags)), canonical_json(metadata)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +98,16 @@ class StoredMemory:
     deleted: bool = False
 
     def to_record(self) -> Record:
-        """The memory as the contract returns it; a deleted memory becomes a tombstone."""
+        """The memory as the contract returns it; a deleted memory becomes a tombstone.
+
+        Built without validation: a store returns only what `check_push` accepted, and
+        fetches return many records.
+        """
         if self.deleted:
-            return Record(id=self.id, deleted=True, updated_at=self.updated_at)
-        return Record(
+            return Record.model_construct(
+                id=self.id, data={}, deleted=True, updated_at=self.updated_at
+            )
+        return Record.model_construct(
             id=self.id,
             data={
                 "text": self.text,
@@ -92,6 +115,7 @@ class StoredMemory:
                 "metadata": self.metadata,
                 "created_at": self.created_at.isoformat(),
             },
+            deleted=False,
             updated_at=self.updated_at,
         )
 
@@ -123,14 +147,14 @@ def check_push(payload: PushPayload) -> tuple[WriteBatch, tuple[str, ...], tuple
     rejected: list[Rejection] = []
     seen: set[str] = set()
     for record in payload.records:
-        problem = _duplicate_problem(record.id, seen) or memory_problem(record)
-        if problem is not None:
-            rejected.append(Rejection(id=record.id, reason=problem))
+        outcome = _duplicate_problem(record.id, seen) or _checked(record)
+        if isinstance(outcome, str):
+            rejected.append(Rejection(id=record.id, reason=outcome))
             continue
-        if record.deleted:
+        if outcome is None:
             deletes.append(record.id)
         else:
-            upserts.append(_memory_of(record))
+            upserts.append(outcome)
         accepted.append(record.id)
     return WriteBatch(tuple(upserts), tuple(deletes)), tuple(accepted), tuple(rejected)
 
@@ -147,13 +171,47 @@ def memory_problem(record: Record) -> str | None:
 
     A tombstone (``deleted=True``) needs only its id.
     """
+    outcome = _checked(record)
+    return outcome if isinstance(outcome, str) else None
+
+
+def _checked(record: Record) -> Memory | str | None:
+    """The memory `record` holds, None for a tombstone, or why it is no memory."""
     if record.deleted:
         return None
     data = record.data
-    unknown = sorted(set(data) - MEMORY_FIELDS)
-    if unknown:
+    if not data.keys() <= MEMORY_FIELDS:
+        unknown = sorted(set(data) - MEMORY_FIELDS)
         return f"unknown field {unknown[0]!r}: a memory holds text, tags and metadata"
-    return _text_problem(data.get("text")) or _tags_problem(data) or _metadata_problem(data)
+    text, tags, metadata = data.get("text"), data.get("tags", []), data.get("metadata", {})
+    problem = _text_problem(text) or _tags_problem(tags)
+    if problem is not None:
+        return problem
+    metadata_json = _metadata_json(metadata)
+    if not isinstance(metadata, dict) or metadata_json is None:
+        return _metadata_problem(metadata)
+    tag_list = cast(list[str], tags)  # _tags_problem found a list of strings
+    return Memory(
+        record.id,
+        cast(str, text),  # _text_problem found a string
+        tuple(tag_list),
+        metadata,
+        _ENCODER.encode(tag_list),
+        metadata_json,
+    )
+
+
+def _metadata_json(metadata: object) -> str | None:
+    """The stored spelling of valid metadata, or None when `_metadata_problem` has a reason."""
+    if not isinstance(metadata, dict):
+        return None
+    try:
+        spelled = canonical_json(metadata)
+    except ValueError:
+        return None
+    if ("\\u0000" in spelled and _holds_nul(metadata)) or not _is_utf8(spelled):
+        return None
+    return spelled
 
 
 def _text_problem(text: object) -> str | None:
@@ -165,11 +223,21 @@ def _text_problem(text: object) -> str | None:
         return f"text is longer than {MAX_TEXT_LENGTH} characters"
     if "\x00" in text:
         return "text must not contain NUL characters"
+    if not _is_utf8(text):
+        return "text must be valid Unicode (it holds a lone surrogate)"
     return None
 
 
-def _tags_problem(data: Mapping[str, Any]) -> str | None:
-    tags = data.get("tags", [])
+def _is_utf8(text: str) -> bool:
+    """Whether `text` can be stored as UTF-8 (a lone surrogate cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _tags_problem(tags: object) -> str | None:
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         return "tags must be a list of strings"
     if len(tags) > MAX_TAGS:
@@ -177,7 +245,12 @@ def _tags_problem(data: Mapping[str, Any]) -> str | None:
     if len(set(tags)) != len(tags):
         return "tags must not repeat"
     for tag in tags:
-        if not tag.strip() or len(tag) > MAX_TAG_LENGTH or not tag.isprintable():
+        if (
+            not tag.strip()
+            or len(tag) > MAX_TAG_LENGTH
+            or not tag.isprintable()
+            or not _is_utf8(tag)
+        ):
             return (
                 f"tag {tag[:40]!r} must be 1 to {MAX_TAG_LENGTH} printable characters, "
                 "not only spaces"
@@ -185,17 +258,26 @@ def _tags_problem(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _metadata_problem(data: Mapping[str, Any]) -> str | None:
-    metadata = data.get("metadata", {})
+def _metadata_problem(metadata: object) -> str:
     if not isinstance(metadata, dict):
         return "metadata must be a JSON object"
-    if "\x00" in canonical_json(metadata):
+    try:
+        spelled = canonical_json(metadata)
+    except ValueError:
+        return "metadata numbers must be finite (JSON has no NaN or infinity)"
+    if _holds_nul(metadata):
         return "metadata must not contain NUL characters"
-    return None
+    if not _is_utf8(spelled):
+        return "metadata must be valid Unicode (it holds a lone surrogate)"
+    return "metadata is not valid JSON"
 
 
-def _memory_of(record: Record) -> Memory:
-    data = record.data
-    tags: Sequence[str] = data.get("tags", [])  # type: ignore[assignment]  # checked above
-    metadata: JsonObject = data.get("metadata", {})  # type: ignore[assignment]  # checked above
-    return Memory(id=record.id, text=str(data["text"]), tags=tuple(tags), metadata=metadata)
+def _holds_nul(value: object) -> bool:
+    """Whether a NUL character hides in any key or string of a JSON value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False

@@ -99,7 +99,8 @@ class MemoryQuery:
     limit: int
     cursor: str | None
     fingerprint: str
-    """Identifies the question (words and filters, not the page): a cursor is bound to it."""
+    """Identifies the question (tenant, words and filters, not the page): a cursor is bound
+    to it."""
 
     @property
     def text(self) -> str:
@@ -107,8 +108,12 @@ class MemoryQuery:
         return " ".join(self.words)
 
 
-def parse_query(query: FetchQuery, *, max_limit: int) -> MemoryQuery:
-    """Check `query` and turn it into a `MemoryQuery`; anything malformed is `InvalidRequest`."""
+def parse_query(query: FetchQuery, *, max_limit: int, scope: str = "") -> MemoryQuery:
+    """Check `query` and turn it into a `MemoryQuery`; anything malformed is `InvalidRequest`.
+
+    `scope` (the tenant) is part of the fingerprint: a cursor issued to one tenant is refused
+    when another offers it, since its positions mean nothing in another tenant's memories.
+    """
     words: tuple[str, ...] = ()
     if query.text is not None and query.text.strip():
         words = text_words(query.text)
@@ -117,7 +122,11 @@ def parse_query(query: FetchQuery, *, max_limit: int) -> MemoryQuery:
         if len(words) > MAX_WORDS:
             raise InvalidRequest(f"a text query holds at most {MAX_WORDS} distinct words")
     memory_filter = parse_filters(query.filters)
-    digest = hashlib.sha256(canonical_json([list(words), query.filters]).encode()).hexdigest()
+    try:
+        question = canonical_json([scope, list(words), query.filters]).encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        raise InvalidRequest("the query holds a lone surrogate or a non-finite number") from None
+    digest = hashlib.sha256(question).hexdigest()
     return MemoryQuery(
         words=words,
         filter=memory_filter,

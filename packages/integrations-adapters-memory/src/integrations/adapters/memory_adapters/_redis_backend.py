@@ -333,33 +333,43 @@ class RedisBackend:
         return self._first_ranked(keys, query, self._index)
 
     def _recent(self, keys: TenantKeys, query: MemoryQuery) -> MemoryPage:
-        bound = "+inf"
+        """Newest first from the cursor's creation order on; a filtered page reads a chunk at
+        a time and stops after ``max_scan`` memories, its cursor going on from there."""
+        before: int | None = None
         if query.cursor is not None:
             position = decode_cursor(
                 query.cursor, fingerprint=query.fingerprint, kinds=_RECENT_KINDS
             )
-            bound = f"({_int_position(position[1], 'before')}"
-        filtered = query.filter != _NO_FILTER
-        chunk = max(query.limit + 1, _SCAN_CHUNK) if filtered else query.limit + 1
+            before = _int_position(position[1], "before")
+        if query.filter == _NO_FILTER:
+            chunk, budget = query.limit + 1, query.limit + 1
+        else:
+            chunk, budget = min(_SCAN_CHUNK, self._settings.max_scan), self._settings.max_scan
         found: list[tuple[StoredMemory, int]] = []
         scanned = 0
-        while scanned < self._settings.max_scan:
-            with redis_errors("the newest-first script"):
-                rows = self._recent_script(
-                    keys=[keys.created], args=[keys.memory_prefix, bound, chunk]
-                )
+        while scanned < budget:
+            count = min(chunk, budget - scanned)
+            rows = self._newest(keys, before, count)
             read = _hydrated(rows)
             for memory, order in read:
                 if query.filter.matches(memory):
                     found.append((memory, order))
                     if len(found) > query.limit:
-                        last = found[query.limit - 1][1]
-                        return self._recent_page(found[: query.limit], query, last)
-            if len(rows) < 2 * chunk or not read:
+                        return self._recent_page(found[:-1], query, found[-2][1])
+            if len(rows) < 2 * count or not read:
                 return self._recent_page(found, query, None)
-            scanned += len(read)
-            bound = f"({read[-1][1]}"
-        return self._recent_page(found, query, int(bound[1:]))
+            scanned += count
+            before = read[-1][1]
+        return self._recent_page(found, query, before)
+
+    def _newest(self, keys: TenantKeys, before: int | None, count: int) -> list[str]:
+        """The read script's reply for the `count` newest memories created before `before`."""
+        bound = "+inf" if before is None else f"({before}"
+        with redis_errors("the newest-first script"):
+            rows: list[str] = self._recent_script(
+                keys=[keys.created], args=[keys.memory_prefix, bound, count]
+            )
+        return rows
 
     @staticmethod
     def _recent_page(

@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import sqlite3
-import sys
-import time
-from array import array
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -31,15 +27,12 @@ from integrations.base import (
 )
 
 from ._backend import MemoryPage
-from ._cursor import decode_cursor, encode_cursor
-from ._memory import StoredMemory, WriteBatch
+from ._cursor import decode_cursor, encode_cursor, pack_numbers, unpack_numbers
+from ._memory import StoredMemory, WriteBatch, canonical_json
 from ._query import JsonScalar, MemoryFilter, MemoryQuery
 from ._sqlite_schema import check_version, migrate
 
-__all__ = ["RESULT_SET_SECONDS", "SqliteBackend", "open_sqlite", "sqlite_errors"]
-
-RESULT_SET_SECONDS: Final = 600.0
-"""How long the ranked results of a text query stay available to its cursors."""
+__all__ = ["SqliteBackend", "open_sqlite", "sqlite_errors"]
 
 _RECENT: Final = "recent"
 _RANKED: Final = "ranked"
@@ -64,11 +57,17 @@ def sqlite_errors(path: str) -> Iterator[None]:
     A busy or locked file is transient (another process holds the write lock longer than the
     busy timeout); a file that cannot be opened, read or written is a failed connection; a
     damaged file is a connector error that says so; anything else is a connector error.
+    Strings SQLite cannot encode (lone surrogates) are invalid requests.
     """
     try:
         yield
     except sqlite3.Error as error:
         raise _mapped(error, path) from error
+    except UnicodeEncodeError as error:  # sqlite3 stores UTF-8, which has no lone surrogates
+        raise InvalidRequest(
+            "a text, tag, id, metadata value or filter holds characters that are not valid "
+            f"Unicode ({error.reason}): SQLite cannot store it"
+        ) from error
 
 
 def _mapped(error: sqlite3.Error, path: str) -> ConnectorError:
@@ -233,9 +232,7 @@ class SqliteBackend:
         """Newest first without words; ranked by bm25 (ties newest first) with words."""
         if not query.words:
             return self._recent(tenant, query)
-        if query.cursor is None:
-            return self._first_ranked(tenant, query)
-        return self._next_ranked(tenant, query, query.cursor)
+        return self._ranked(tenant, query)
 
     def _recent(self, tenant: str, query: MemoryQuery) -> MemoryPage:
         where, params = filter_sql(query.filter)
@@ -257,95 +254,38 @@ class SqliteBackend:
             cursor = encode_cursor(_RECENT, query.fingerprint, before=page[-1][-1])
         return MemoryPage(tuple(_stored(row) for row in page), cursor)
 
-    def _first_ranked(self, tenant: str, query: MemoryQuery) -> MemoryPage:
-        """Rank every match once; keep the ranking when it takes more than one page."""
+    def _ranked(self, tenant: str, query: MemoryQuery) -> MemoryPage:
+        """The best matches the pagination has not returned yet.
+
+        bm25 weighs words by how rare they are in the whole file, so every write shifts the
+        scores and a position in the ranking would not survive until the next page. The
+        cursor carries the memories already returned instead (their creation order, a
+        byte or two each), and each page is the best of the rest: no memory comes twice,
+        and every memory that stays is reached before the pagination ends.
+        """
+        returned: list[int] = []
+        if query.cursor is not None:
+            position = decode_cursor(
+                query.cursor, fingerprint=query.fingerprint, kinds=_RANKED_KINDS
+            )[1]
+            returned = unpack_numbers(position.get("returned"))
         where, params = filter_sql(query.filter)
-        ranked = self._db.execute(
-            "SELECT m.ref, m.created_order FROM memories_fts "
+        if returned:
+            where += " AND m.created_order NOT IN (SELECT value FROM json_each(?))"
+            params.append(canonical_json(returned))
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS}, m.created_order FROM memories_fts "
             "JOIN memories m ON m.ref = memories_fts.rowid "
             f"WHERE memories_fts MATCH ? AND m.tenant = ? AND m.deleted = 0{where} "
-            "ORDER BY bm25(memories_fts), m.created_order DESC",
-            [match_expression(query.words), tenant, *params],
+            "ORDER BY bm25(memories_fts), m.created_order DESC LIMIT ?",
+            [match_expression(query.words), tenant, *params, query.limit + 1],
         ).fetchall()
-        entries = array("q", [value for pair in ranked for value in pair])
-        if len(ranked) <= query.limit:
-            return MemoryPage(tuple(memory for _, memory in self._live(tenant, entries, 0)))
-        token = secrets.token_urlsafe(18)
-        self._save_result_set(token, tenant, entries)
-        return self._ranked_page(tenant, query, token, entries, 0)
-
-    def _next_ranked(self, tenant: str, query: MemoryQuery, cursor: str) -> MemoryPage:
-        position = decode_cursor(cursor, fingerprint=query.fingerprint, kinds=_RANKED_KINDS)[1]
-        token, offset = position.get("set"), _int_position(position, "offset")
-        if not isinstance(token, str):
-            raise InvalidRequest("the cursor was not issued by this memory store")
-        entries = self._load_result_set(token, tenant)
-        return self._ranked_page(tenant, query, token, entries, offset)
-
-    def _ranked_page(
-        self, tenant: str, query: MemoryQuery, token: str, entries: array[int], offset: int
-    ) -> MemoryPage:
-        """The memories of the ranking from entry `offset` that still exist, up to the limit."""
-        found: list[tuple[int, StoredMemory]] = []
-        start, total = offset, len(entries) // 2
-        while start < total and len(found) <= query.limit:
-            wanted = query.limit + 1 - len(found)
-            found.extend(self._live(tenant, entries, start, wanted))
-            start += wanted
-        page = tuple(memory for _, memory in found[: query.limit])
+        page = rows[: query.limit]
         cursor = None
-        if len(found) > query.limit:
-            cursor = encode_cursor(_RANKED, query.fingerprint, set=token, offset=found[-1][0])
-        return MemoryPage(page, cursor)
-
-    def _live(
-        self, tenant: str, entries: array[int], start: int, count: int | None = None
-    ) -> list[tuple[int, StoredMemory]]:
-        """Entries `start` to `start + count` that still exist, as (entry index, memory).
-
-        A memory deleted since the ranking is dropped, and so is one deleted and created
-        anew (its creation order changed): it is another memory than the one ranked.
-        """
-        stop = len(entries) // 2 if count is None else start + count
-        pairs = entries[2 * start : 2 * stop]
-        refs = pairs[0::2]
-        if not refs:
-            return []
-        # The unary pluses keep the planner on the primary key: the tenant's index would
-        # scan all of the tenant's memories to find a handful.
-        rows = self._db.execute(
-            f"SELECT m.ref, m.created_order, {_COLUMNS} FROM memories m "
-            f"WHERE m.ref IN ({','.join('?' * len(refs))}) AND +m.tenant = ? AND +m.deleted = 0",
-            [*refs, tenant],
-        ).fetchall()
-        by_ref = {row[0]: row for row in rows}
-        live: list[tuple[int, StoredMemory]] = []
-        for index, (ref, created_order) in enumerate(zip(refs, pairs[1::2], strict=True), start):
-            row = by_ref.get(ref)
-            if row is not None and row[1] == created_order:
-                live.append((index, _stored(row[2:])))
-        return live
-
-    def _save_result_set(self, token: str, tenant: str, entries: array[int]) -> None:
-        now = time.time()
-        with self._transaction() as db:
-            db.execute("DELETE FROM result_sets WHERE expires_at <= ?", (now,))
-            db.execute(
-                "INSERT INTO result_sets (token, tenant, expires_at, entries) VALUES (?, ?, ?, ?)",
-                (token, tenant, now + RESULT_SET_SECONDS, _pack(entries)),
-            )
-
-    def _load_result_set(self, token: str, tenant: str) -> array[int]:
-        row = self._db.execute(
-            "SELECT entries FROM result_sets WHERE token = ? AND tenant = ? AND expires_at > ?",
-            (token, tenant, time.time()),
-        ).fetchone()
-        if row is None:
-            raise InvalidRequest(
-                "the results this cursor pages through have expired (they are kept "
-                f"{RESULT_SET_SECONDS / 60:g} minutes): run the query again"
-            )
-        return _unpack(row[0])
+        if len(rows) > query.limit:
+            returned.extend(row[-1] for row in page)
+            cursor = encode_cursor(_RANKED, query.fingerprint, returned=pack_numbers(returned))
+        return MemoryPage(tuple(_stored(row) for row in page), cursor)
 
 
 # -- filters --------------------------------------------------------------------------------
@@ -423,21 +363,6 @@ def _micros(moment: datetime) -> int:
 
 def _int_position(position: dict[str, Any], name: str) -> int:
     value = position.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value not in _INT64:
         raise InvalidRequest("the cursor was not issued by this memory store")
     return value
-
-
-def _pack(entries: array[int]) -> bytes:
-    if sys.byteorder == "big":
-        entries = array("q", entries)
-        entries.byteswap()
-    return entries.tobytes()
-
-
-def _unpack(blob: bytes) -> array[int]:
-    entries = array("q")
-    entries.frombytes(blob)
-    if sys.byteorder == "big":
-        entries.byteswap()
-    return entries

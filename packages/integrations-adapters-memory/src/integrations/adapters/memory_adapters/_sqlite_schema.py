@@ -17,8 +17,8 @@ Layout:
   transaction that uses the numbers.
 - ``memories_fts``: an FTS5 index over live memories' text, external content kept in step by
   triggers, so every writer of the file (whatever client) keeps it right.
-- ``result_sets``: ranked text queries frozen at their first page, so that later pages
-  neither repeat nor skip while writers change the corpus statistics.
+- ``memories_updated``: live memories by tenant and last change time, for the
+  ``updated_after`` / ``updated_before`` filters (the second step).
 """
 
 from __future__ import annotations
@@ -68,18 +68,16 @@ _MEMORIES: Final = (
         INSERT INTO memories_fts (rowid, text) VALUES (new.ref, new.text);
     END
     """,
+    # One trigger for every update, so the old words leave the index before the new ones
+    # enter it: SQLite does not promise an order between two triggers of one event, and
+    # deleting the old words after the new ones went in would remove the words they share.
     """
-    CREATE TRIGGER memories_fts_unindex AFTER UPDATE ON memories
-    WHEN old.deleted = 0 AND (new.deleted = 1 OR old.text IS NOT new.text)
+    CREATE TRIGGER memories_fts_update AFTER UPDATE ON memories
+    WHEN old.deleted IS NOT new.deleted OR (new.deleted = 0 AND old.text IS NOT new.text)
     BEGIN
-        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.ref, old.text);
-    END
-    """,
-    """
-    CREATE TRIGGER memories_fts_reindex AFTER UPDATE ON memories
-    WHEN new.deleted = 0 AND (old.deleted = 1 OR old.text IS NOT new.text)
-    BEGIN
-        INSERT INTO memories_fts (rowid, text) VALUES (new.ref, new.text);
+        INSERT INTO memories_fts (memories_fts, rowid, text)
+            SELECT 'delete', old.ref, old.text WHERE old.deleted = 0;
+        INSERT INTO memories_fts (rowid, text) SELECT new.ref, new.text WHERE new.deleted = 0;
     END
     """,
     """
@@ -90,21 +88,11 @@ _MEMORIES: Final = (
     """,
 )
 
-_RESULT_SETS: Final = (
-    # `entries` packs the ranked (ref, created_order) pairs as little-endian 64-bit integers:
-    # one row per query, however many memories it matched.
-    """
-    CREATE TABLE result_sets (
-        token TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        expires_at REAL NOT NULL,
-        entries BLOB NOT NULL
-    )
-    """,
-    "CREATE INDEX result_sets_expiry ON result_sets (expires_at)",
+_UPDATED_INDEX: Final = (
+    "CREATE INDEX memories_updated ON memories (tenant, updated_at) WHERE deleted = 0",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_MEMORIES, _RESULT_SETS)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_MEMORIES, _UPDATED_INDEX)
 """Migration steps in order; step i brings a file from user_version i to i + 1. Append only."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -211,7 +211,11 @@ class KnowledgeVaultConnector(BaseConnector[KnowledgeVaultConfig]):
     def fetch(self, query: FetchQuery) -> FetchResult:
         """One page of the tenant's memories the API finds for the text (see the module)."""
         session = self._session("fetch")
-        parsed = parse_query(query, max_limit=session.config.max_page_size)
+        parsed = parse_query(
+            query,
+            max_limit=session.config.max_page_size,
+            scope=f"{session.tenant}\x00{session.actor}",
+        )
         after = _resume_after(parsed)
         _require_answerable(parsed)
         body = session.api.query(parsed.text, session.actor)
