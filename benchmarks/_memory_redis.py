@@ -6,13 +6,13 @@ as one redis-py pipeline per batch (``MULTI``/``EXEC``): per memory an ``HSET`` 
 a ``ZADD`` to the changes and to the creation-ordered sets and an ``FT.ADD`` to the index,
 then the counter. Being the only writer, it numbers the changes itself and compares nothing
 with what is stored. It skips everything else the connector does: checking records,
-governance, audit. Its text query is one ``FT.SEARCH`` for the first ``limit`` ids, where the
-connector also keeps the ranking for later pages. `connector_config` is the connector's
-config for the same keys.
+governance, audit. Its text query is one ``FT.SEARCH`` returning the first ``limit``
+memories' fields, decoded. `connector_config` is the connector's config for the same keys.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import cast
@@ -77,14 +77,21 @@ class RawClient:
         pipeline.execute()
 
     def text_query(self, tenant: str, text: str, limit: int) -> list[str]:
-        """The ids of the best `limit` memories of `tenant` holding every word of `text`."""
+        """The best `limit` memories of `tenant` holding every word of `text`: one FT.SEARCH
+        returning their text, tags, metadata and times, decoded; their ids."""
         keys = TenantKeys.of(self._prefix, tenant)
         expression = search_expression(keys.tag, (), text_words(text))
         reply = self._client.execute_command(  # type: ignore[no-untyped-call]  # untyped in redis-py
-            "FT.SEARCH", self._index, expression, "NOCONTENT", "LIMIT", 0, limit
-        )
+            "FT.SEARCH", self._index, expression, "RETURN", 5, "t", "g", "x", "a", "u",
+            "LIMIT", 0, limit,
+        )  # fmt: skip
         start = len(keys.memory_prefix)
-        return [str(key)[start:] for key in reply[1:]]
+        found = []
+        for at in range(1, len(reply) - 1, 2):
+            values = dict(zip(reply[at + 1][0::2], reply[at + 1][1::2], strict=True))
+            tags, metadata = json.loads(values["g"]), json.loads(values["x"])
+            found.append((str(reply[at])[start:], values["t"], tags, metadata, values["a"]))
+        return [memory[0] for memory in found]
 
     def close(self) -> None:
         """Close the client's connections."""

@@ -5,8 +5,8 @@ on a file whose schema the connector created: per push one ``BEGIN IMMEDIATE`` t
 that reads the tenant's last change number, one ``executemany`` of the upsert (the FTS index
 is kept in step by the schema's triggers, for both sides alike) and the counter update. It
 skips everything else the connector does: checking records, governance, audit. Its text
-query is the plain FTS5 bm25 SQL with ``LIMIT``, reading the same columns the connector
-returns and decoding their JSON, where the connector also keeps the ranking for later pages. `connector_config` is the connector's config for the same file.
+query is the plain FTS5 bm25 SQL with ``LIMIT``, reading the columns the connector returns
+and decoding their JSON. `connector_config` is the connector's config for the same file.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ For each backend (SQLite, Redis, PostgreSQL), in one run:
   push   100,000 memories in batches of 1,000 through a governed `Session` (default policies,
          in-memory audit, retries and breaker in place) vs the raw client doing the same writes
          into the same schema (sqlite3 executemany, a redis-py pipeline, psycopg executemany);
-  query  1,000 text queries (limit 10) through the session vs the raw SQL / command.
+  query  1,000 text queries (limit 10) through the session vs the raw SQL / command that
+         reads the same memories (ids with text, tags, metadata and times) and decodes them.
 Each measurement is repeated (fresh store each time for writes), interleaved, and the median
 is reported. Target: the session reaches >= 0.8x the raw client's throughput for each.
 
@@ -45,7 +46,21 @@ TENANT = "bench"
 CONTEXT = AuthContext(tenant=TENANT, actor="benchmark")
 TOPICS = [f"topic{n}" for n in range(400)]
 """Words each memory draws two of: a text query for one matches about 0.5% of memories."""
-FILLER = "note about the meeting with the team and the plan for next week".split()
+FILLER = [
+    "note",
+    "about",
+    "the",
+    "meeting",
+    "with",
+    "the",
+    "team",
+    "and",
+    "the",
+    "plan",
+    "for",
+    "next",
+    "week",
+]
 
 
 class RawClient(Protocol):
@@ -265,10 +280,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="seconds per backend")
     args = parser.parse_args()
     results = []
-    with tempfile.TemporaryDirectory() as directory:
-        with backends(args.backends.split(","), Path(directory)) as chosen:
-            for backend in chosen:
-                results.append(measure(backend, args, time.monotonic() + args.budget))
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        backends(args.backends.split(","), Path(directory)) as chosen,
+    ):
+        for backend in chosen:
+            results.append(measure(backend, args, time.monotonic() + args.budget))
     print(
         f"\n{args.records} memories in batches of {args.batch}; {args.queries} text queries "
         "(limit 10); medians; ratio = governed / raw (target >= 0.80)\n"

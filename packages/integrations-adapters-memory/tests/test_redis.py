@@ -269,7 +269,9 @@ def test_text_search_matches_every_word_and_ranks(redis_url: str, prefix: str) -
         assert session.fetch(FetchQuery(text="nothing-like-this")).records == ()
 
 
-def test_text_paging_is_a_point_in_time_ranking(redis_url: str, prefix: str) -> None:
+def test_text_pages_neither_repeat_nor_skip_while_writers_shift_the_scores(
+    redis_url: str, prefix: str
+) -> None:
     originals = [memory(f"m{n:02d}", "needle " * (1 + n % 5) + f"hay {n}") for n in range(30)]
     with store(redis_url, prefix) as session, store(redis_url, prefix) as writer:
         session.push(PushPayload(records=tuple(originals)))
@@ -296,32 +298,10 @@ def test_text_paging_is_a_point_in_time_ranking(redis_url: str, prefix: str) -> 
             page = session.fetch(query.model_copy(update={"cursor": page.next_cursor}))
             seen += ids(page.records)
     assert len(seen) == len(set(seen)), "a page repeated a memory"
-    assert set(seen) == {r.id for r in originals} - removed
-    assert not any(r.startswith("new") for r in seen)
-
-
-def test_an_expired_result_set_asks_to_run_the_query_again(
-    redis_url: str, prefix: str, raw: redis.Redis
-) -> None:
-    with store(redis_url, prefix) as session:
-        session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(5))))
-        page = session.fetch(FetchQuery(text="word", limit=2))
-        assert page.next_cursor is not None
-        sets = list(raw.scan_iter(match=f"{prefix}:*:r:*"))
-        assert len(sets) == 1
-        assert 0 < raw.ttl(sets[0]) <= 600
-        raw.delete(*sets)
-        with pytest.raises(InvalidRequest, match="run the query again"):
-            session.fetch(FetchQuery(text="word", limit=2, cursor=page.next_cursor))
-
-
-def test_one_page_of_results_keeps_no_result_set(
-    redis_url: str, prefix: str, raw: redis.Redis
-) -> None:
-    with store(redis_url, prefix) as session:
-        session.push(PushPayload(records=tuple(memory(f"m{n}", "word") for n in range(3))))
-        assert session.fetch(FetchQuery(text="word", limit=3)).next_cursor is None
-    assert list(raw.scan_iter(match=f"{prefix}:*:r:*")) == []
+    # Memories created while paging may join later pages; every original that stayed comes once.
+    assert {r for r in seen if r[:3] != "new" and not r.endswith("x")} == {
+        r.id for r in originals
+    } - removed
 
 
 def connected(url: str, prefix: str) -> tuple[RedisMemoryConnector, Connection]:

@@ -8,9 +8,11 @@ from reads done as scripts, so a page is one consistent state too.
 Newest-first pages walk the tenant's creation-ordered set with a keyset cursor on the
 creation order; filters are evaluated by `MemoryFilter.matches` itself on the memories read,
 a chunk at a time, and one page examines at most ``max_scan`` memories (a page may then hold
-fewer memories than asked for, with a cursor to go on). Text queries run on RediSearch with
-the tenant and the tags in the query; the ranked list is kept as a result set (a Redis list
-with an expiry) when it spans more than one page.
+fewer memories than asked for, with a cursor to go on). Text queries are one ``FT.SEARCH``
+with the tenant and the tags in the query, returning the memories' fields. RediSearch's
+scores weigh words by their rarity in the whole index, so every write shifts them: a ranked
+cursor therefore carries the memories the pagination returned (their creation order), and
+each page is the best of the rest, which neither repeats nor skips a memory that stays.
 
 Every redis-py exception is mapped in `redis_errors` alone.
 """
@@ -19,14 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import redis
+try:
+    import redis
+except ImportError as missing:  # pragma: no cover - the extra is installed in development
+    raise ImportError(
+        "the Redis memory store needs redis-py: pip install 'integrations-adapters-memory[redis]'"
+    ) from missing
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -51,14 +56,12 @@ from integrations.base import (
 )
 
 from ._backend import MemoryPage
-from ._cursor import decode_cursor, encode_cursor
+from ._cursor import decode_cursor, encode_cursor, pack_numbers, unpack_numbers
 from ._memory import StoredMemory, WriteBatch
 from ._query import MemoryFilter, MemoryQuery
 from ._redis_scripts import (
     CHANGES_SCRIPT,
-    MEMORIES_SCRIPT,
     RECENT_SCRIPT,
-    SEARCH_SCRIPT,
     WRITE_SCRIPT,
     TenantKeys,
     index_name,
@@ -77,7 +80,6 @@ _SEARCH_MODULES: Final = frozenset({"ft", "search"})
 _SUPPORTED_SEARCH: Final = range(10000, 20000)
 """RediSearch versions whose ``FT.ADD`` the store indexes with: 1.x."""
 
-_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{16}")
 _NO_FILTER: Final = MemoryFilter()
 _SCAN_CHUNK: Final = 500
 """Memories one read of a filtered newest-first page fetches at a time."""
@@ -91,7 +93,6 @@ class RedisSettings:
     max_connections: int
     socket_timeout: float
     connect_timeout: float
-    result_set_ttl: int
     max_search_results: int
     max_scan: int
 
@@ -233,9 +234,15 @@ def _escaped(word: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Hit:
-    id: str
+    """A match of a text search: the memory, its score and its creation order."""
+
+    memory: StoredMemory
     score: float
     order: int
+
+
+_FIELDS: Final = ("t", "g", "x", "a", "u", "s", "c", "d")
+"""The hash fields a text search returns for each match (see `_redis_scripts`)."""
 
 
 class RedisBackend:
@@ -259,8 +266,6 @@ class RedisBackend:
         self._write = client.register_script(WRITE_SCRIPT)
         self._changes = client.register_script(CHANGES_SCRIPT)
         self._recent_script = client.register_script(RECENT_SCRIPT)
-        self._memories = client.register_script(MEMORIES_SCRIPT)
-        self._search_script = client.register_script(SEARCH_SCRIPT)
 
     def errors(self) -> contextlib.AbstractContextManager[None]:
         """Map what the client raises outside the named steps (see `redis_errors`)."""
@@ -328,9 +333,7 @@ class RedisBackend:
             return self._recent(keys, query)
         if self._index is None:
             raise NotSupported(_no_search_reason(self._search_version))
-        if query.cursor is not None:
-            return self._next_ranked(keys, query, query.cursor)
-        return self._first_ranked(keys, query, self._index)
+        return self._ranked(keys, query, self._index)
 
     def _recent(self, keys: TenantKeys, query: MemoryQuery) -> MemoryPage:
         """Newest first from the cursor's creation order on; a filtered page reads a chunk at
@@ -380,86 +383,41 @@ class RedisBackend:
         )
         return MemoryPage(tuple(memory for memory, _ in found), cursor)
 
-    def _first_ranked(self, keys: TenantKeys, query: MemoryQuery, index: str) -> MemoryPage:
-        expression = search_expression(keys.tag, query.filter.tags, query.words)
-        if query.filter.metadata or _times(query.filter):
-            return self._first_filtered(keys, query, index, expression)
-        token = secrets.token_urlsafe(12)
-        args = (index, expression, self._settings.max_search_results, keys.memory_prefix)
-        with redis_errors("the text search script"):
-            total, rows = self._search_script(
-                keys=[keys.result_set(token)],
-                args=[*args, query.limit, self._settings.result_set_ttl],
-            )
-        page = tuple(memory for memory, _ in _hydrated(rows) if query.filter.matches(memory))
-        return self._ranked_page(page, query, token, int(total))
+    def _ranked(self, keys: TenantKeys, query: MemoryQuery, index: str) -> MemoryPage:
+        """The best matches the pagination has not returned yet (see the module's docs).
 
-    def _first_filtered(
-        self, keys: TenantKeys, query: MemoryQuery, index: str, expression: str
-    ) -> MemoryPage:
-        """A text query whose metadata or time filters are checked here, on every match."""
-        fields = ("c", "g", "x", "a", "u")
+        Without metadata or time filters the search asks for just enough matches to fill the
+        page past those already returned; with them, every match (up to
+        ``max_search_results``) is read and filtered here.
+        """
+        returned: set[int] = set()
+        if query.cursor is not None:
+            position = decode_cursor(
+                query.cursor, fingerprint=query.fingerprint, kinds=_RANKED_KINDS
+            )[1]
+            returned = set(unpack_numbers(position.get("returned")))
+        filtered_here = bool(query.filter.metadata) or _times(query.filter)
+        window = self._settings.max_search_results
+        if not filtered_here:
+            window = min(window, len(returned) + query.limit + 1)
+        expression = search_expression(keys.tag, query.filter.tags, query.words)
         with redis_errors("FT.SEARCH"):
             reply = _execute(
                 self._client, "FT.SEARCH", index, expression, "WITHSCORES",
-                "RETURN", len(fields), *fields, "LIMIT", 0, self._settings.max_search_results,
+                "RETURN", len(_FIELDS), *_FIELDS, "LIMIT", 0, window,
             )  # fmt: skip
-        ranked = [hit.id for hit in _ranked(_filtered_hits(reply, query.filter))]
-        token = secrets.token_urlsafe(12)
-        if len(ranked) > query.limit:
-            self._save_result_set(keys.result_set(token), ranked)
-        page = self._read(keys, ranked[: query.limit], query)
-        return self._ranked_page(page, query, token, len(ranked))
-
-    @staticmethod
-    def _ranked_page(
-        page: tuple[StoredMemory, ...], query: MemoryQuery, token: str, total: int
-    ) -> MemoryPage:
-        if total <= query.limit:
-            return MemoryPage(page)
-        cursor = encode_cursor(_RANKED, query.fingerprint, set=token, at=query.limit, total=total)
-        return MemoryPage(page, cursor)
-
-    def _next_ranked(self, keys: TenantKeys, query: MemoryQuery, cursor: str) -> MemoryPage:
-        position = decode_cursor(cursor, fingerprint=query.fingerprint, kinds=_RANKED_KINDS)[1]
-        token, at, total = (
-            position.get("set"),
-            _int_position(position, "at"),
-            _int_position(position, "total"),
-        )
-        if not isinstance(token, str) or not _TOKEN.fullmatch(token) or not 0 < at < total:
-            raise InvalidRequest("the cursor was not issued by this memory store")
-        key = keys.result_set(token)
-        with redis_errors("LRANGE of a result set"):
-            ids = [str(item) for item in self._client.lrange(key, at, at + query.limit - 1)]
-        if not ids:
-            raise InvalidRequest("the results of this text query have expired: run the query again")
-        following = at + query.limit
-        page = self._read(keys, ids, query)
-        if following >= total:
-            return MemoryPage(page)
-        return MemoryPage(
-            page, encode_cursor(_RANKED, query.fingerprint, set=token, at=following, total=total)
-        )
-
-    def _save_result_set(self, key: str, ids: list[str]) -> None:
-        with redis_errors("saving a result set"):
-            pipeline = self._client.pipeline(transaction=True)
-            for start in range(0, len(ids), 1000):
-                pipeline.rpush(key, *ids[start : start + 1000])
-            pipeline.expire(key, self._settings.result_set_ttl)
-            pipeline.execute()
-
-    def _read(
-        self, keys: TenantKeys, ids: Sequence[str], query: MemoryQuery
-    ) -> tuple[StoredMemory, ...]:
-        """The memories of `ids` in that order, without those deleted or changed since so
-        that they no longer match."""
-        if not ids:
-            return ()
-        with redis_errors("the read script"):
-            rows = self._memories(args=[keys.memory_prefix, *ids])
-        return tuple(memory for memory, _ in _hydrated(rows) if query.filter.matches(memory))
+        hits = [
+            hit
+            for hit in _hits(reply, len(keys.memory_prefix))
+            if hit.order not in returned and query.filter.matches(hit.memory)
+        ]
+        hits.sort(key=lambda hit: (-hit.score, -hit.order))
+        page = hits[: query.limit]
+        cursor = None
+        if len(hits) > query.limit:
+            returned.update(hit.order for hit in page)
+            cursor = encode_cursor(_RANKED, query.fingerprint, returned=pack_numbers(returned))
+        return MemoryPage(tuple(hit.memory for hit in page), cursor)
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -493,49 +451,25 @@ def _hydrated(rows: Sequence[str]) -> list[tuple[StoredMemory, int]]:
     return memories
 
 
-def _filtered_hits(reply: Sequence[Any], memory_filter: MemoryFilter) -> list[_Hit]:
-    """The matches of an ``FT.SEARCH ... WITHSCORES RETURN c g x a u`` that the filter accepts."""
+def _hits(reply: Sequence[Any], prefix_length: int) -> list[_Hit]:
+    """The live memories of an ``FT.SEARCH ... WITHSCORES RETURN <_FIELDS>`` reply."""
     hits: list[_Hit] = []
     for start in range(1, len(reply) - 2, 3):
-        values = _field_values(reply[start + 2])
-        order = values.get("c")
-        if order is not None and _accepts(memory_filter, values):
-            hits.append(_Hit(_memory_id(reply[start]), float(reply[start + 1]), int(order)))
-    return hits
-
-
-def _field_values(reply: object) -> dict[str, str | None]:
-    if not isinstance(reply, list):
-        return {}
-    return {str(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
-
-
-def _accepts(memory_filter: MemoryFilter, values: dict[str, str | None]) -> bool:
-    """Whether `memory_filter` accepts the memory of a search hit's fields (text not read)."""
-    created, updated = values.get("a"), values.get("u")
-    if created is None or updated is None:
-        return False
-    return memory_filter.matches(
-        StoredMemory(
-            id="",
-            text="",
+        fields = reply[start + 2]
+        values = dict(zip(fields[0::2], fields[1::2], strict=True)) if fields else {}
+        if values.get("d") or not values.get("c") or not values.get("a"):
+            continue  # deleted or changed between the index and the read: not a live memory
+        memory = StoredMemory(
+            id=str(reply[start])[prefix_length:],
+            text=values.get("t", ""),
             tags=tuple(json.loads(values.get("g") or "[]")),
             metadata=json.loads(values.get("x") or "{}"),
-            created_at=datetime.fromisoformat(created),
-            updated_at=datetime.fromisoformat(updated),
-            seq=0,
+            created_at=datetime.fromisoformat(values["a"]),
+            updated_at=datetime.fromisoformat(values["u"]),
+            seq=int(values["s"]),
         )
-    )
-
-
-def _memory_id(key: str) -> str:
-    """The memory id of a document (its hash key ends with ``:m:<id>``)."""
-    return key.split("}:m:", 1)[1]
-
-
-def _ranked(hits: list[_Hit]) -> list[_Hit]:
-    """Best score first, ties newest first."""
-    return sorted(hits, key=lambda hit: (-hit.score, -hit.order))
+        hits.append(_Hit(memory, float(reply[start + 1]), int(values["c"])))
+    return hits
 
 
 def _times(memory_filter: MemoryFilter) -> bool:

@@ -12,13 +12,12 @@ touching them needs. Per tenant:
 - ``…:m:<id>``: one hash per memory: ``t`` text, ``g`` tags (JSON), ``x`` metadata
   (canonical JSON), ``a`` created at, ``u`` updated at (ISO 8601), ``s`` latest change
   number, ``c`` creation order; a tombstone keeps only ``u``, ``s`` and ``d`` (= ``1``);
-- ``…:r:<token>``: a list of memory ids, the ranked result of a text query, with an expiry.
 
 With RediSearch, each live memory is also a document of the index ``<key_prefix>:idx``
 (document id = its hash key), indexed without storing a copy (``NOSAVE``): ``w`` holds the
 memory's words as `index_words` spells them, ``tn`` the tenant (hex), ``th`` the tags (each a
-short hash, so any tag is a plain token of the tag field); the document's payload is its
-creation order, which breaks ties of score without reading the hashes.
+short hash, so any tag is a plain token of the tag field); a search returns the hash fields
+of its matches.
 
 Writes are one script per batch, so a batch is atomic and its change numbers are handed out
 in commit order; reads that hydrate memories run as scripts too, so what they return is one
@@ -35,9 +34,7 @@ from typing import Final
 
 __all__ = [
     "CHANGES_SCRIPT",
-    "MEMORIES_SCRIPT",
     "RECENT_SCRIPT",
-    "SEARCH_SCRIPT",
     "WRITE_SCRIPT",
     "TenantKeys",
     "index_name",
@@ -84,9 +81,6 @@ class TenantKeys:
 
     def memory(self, memory_id: str) -> str:
         return self.base + "m:" + memory_id
-
-    def result_set(self, token: str) -> str:
-        return self.base + "r:" + token
 
 
 def index_words(text: str) -> str:
@@ -185,61 +179,3 @@ RECENT_SCRIPT: Final = (
     " 'LIMIT', 0, ARGV[3]))\n"
 )
 """The live memories created before a bound, newest first, as one consistent read."""
-
-MEMORIES_SCRIPT: Final = (
-    "#!lua flags=no-writes\n"
-    "-- ARGV: 1 memory key prefix, then the ids to read.\n" + _HYDRATE + "local ids = {}\n"
-    "for i = 2, #ARGV do ids[i - 1] = ARGV[i] end\n"
-    "return hydrate(ARGV[1], ids)\n"
-)
-"""The memories of the given ids, as one consistent read."""
-
-SEARCH_SCRIPT: Final = (
-    "#!lua\n"
-    + _HYDRATE
-    + """
--- A text query's first page, ranked, and the whole ranking kept as a result set when it
--- spans more pages. KEYS: 1 the result set to create. ARGV: 1 index, 2 query, 3 results at
--- most, 4 memory key prefix, 5 page size, 6 seconds the result set lives.
--- Returns the number of results and the first page's memories.
-local reply = redis.call('FT.SEARCH', ARGV[1], ARGV[2], 'WITHSCORES', 'WITHPAYLOADS',
-  'NOCONTENT', 'LIMIT', 0, ARGV[3])
-local prefix = ARGV[4]
-local ids, scores, orders, sorted = {}, {}, {}, true
-for at = 2, #reply - 2, 3 do
-  local key = reply[at]
-  if string.sub(key, 1, #prefix) == prefix then
-    local n = #ids + 1
-    ids[n] = string.sub(key, #prefix + 1)
-    scores[n] = tonumber(reply[at + 1])
-    orders[n] = tonumber(reply[at + 2] or redis.call('HGET', key, 'c'))
-    if n > 1 and (scores[n] > scores[n - 1]
-        or (scores[n] == scores[n - 1] and orders[n] > orders[n - 1])) then
-      sorted = false
-    end
-  end
-end
-if not sorted then  -- RediSearch breaks ties by indexing order, not creation order
-  local rank = {}
-  for i = 1, #ids do rank[i] = i end
-  table.sort(rank, function(a, b)
-    if scores[a] ~= scores[b] then return scores[a] > scores[b] end
-    return orders[a] > orders[b]
-  end)
-  local ranked = {}
-  for i, at in ipairs(rank) do ranked[i] = ids[at] end
-  ids = ranked
-end
-local size = tonumber(ARGV[5])
-local page = {}
-for i = 1, math.min(size, #ids) do page[i] = ids[i] end
-if #ids > size then
-  for start = 1, #ids, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(ids, start, math.min(start + 999, #ids)))
-  end
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-end
-return {#ids, hydrate(prefix, page)}
-"""
-)
-"""A text query ranked by score, ties newest first (by creation order), in one call."""

@@ -9,9 +9,8 @@ tenant's changes by number; fetch without text reads the newest memories first.
 Text search needs the RediSearch module, version 1.x, loaded in the server (``loadmodule
 redisearch.so``): the store then keeps its index (``<key_prefix>:idx``) in step inside the
 same script. Without the module, a fetch with text raises `NotSupported`; memories written
-while the module was missing are not in the index once it is loaded. A text query's ranked
-results are kept for ``result_set_ttl_seconds`` for its cursors, and hold at most
-``max_search_results`` memories.
+while the module was missing are not in the index once it is loaded. A text query reaches at
+most ``max_search_results`` matches, and so does a pagination through one.
 
 The ``url`` (``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, or
 ``unix://``) is a `Secret`: it is masked wherever the config is shown, and neither
@@ -55,9 +54,6 @@ class RedisMemoryConfig(MemoryStoreConfig):
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600, allow_inf_nan=False)
     """How long opening a connection may take."""
 
-    result_set_ttl_seconds: int = Field(default=600, ge=1, le=86_400)
-    """How long the ranked results of a text query stay available to its cursors."""
-
     max_search_results: int = Field(default=10_000, ge=1, le=1_000_000)
     """The best-ranked memories a text query pages through at most."""
 
@@ -79,7 +75,6 @@ class RedisMemoryConnector(MemoryStoreConnector[RedisMemoryConfig]):
             max_connections=config.max_connections,
             socket_timeout=config.socket_timeout_seconds,
             connect_timeout=config.connect_timeout_seconds,
-            result_set_ttl=config.result_set_ttl_seconds,
             max_search_results=config.max_search_results,
             max_scan=config.max_scan,
         )
