@@ -10,6 +10,7 @@ config for the same database and schema.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from integrations.adapters.memory_adapters import canonical_json
+from integrations.adapters.memory_adapters import canonical_json, text_words
+from integrations.adapters.memory_adapters._postgres_backend import search_text
 from integrations.base import Record
 
 __all__ = ["RawClient", "connector_config"]
@@ -46,7 +48,8 @@ class RawClient:
             "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, false)"
         )
         self._search = (
-            f"SELECT id FROM {name}.memories, plainto_tsquery('english', %s) AS q "
+            "SELECT id, text, tags, metadata_json, created_at, updated_at "
+            f"FROM {name}.memories, websearch_to_tsquery('english', %s) AS q "
             "WHERE tenant = %s AND NOT deleted AND document @@ q "
             "ORDER BY ts_rank(document, q) DESC, created_seq DESC LIMIT %s"
         )
@@ -76,11 +79,14 @@ class RawClient:
             self._connection.execute(self._advance, (last + len(records), tenant))
 
     def text_query(self, tenant: str, text: str, limit: int) -> list[str]:
-        """The ids of the best `limit` live memories holding every word of `text`."""
+        """The best `limit` live memories of `tenant` holding every word of `text`: their ids,
+        read with the content the connector returns (text, tags, metadata, times)."""
         with self._connection.transaction():
             self._connection.execute(self._set_tenant, (tenant,))
-            rows = self._connection.execute(self._search, (text, tenant, limit)).fetchall()
-        return [row[0] for row in rows]
+            words = search_text(text_words(text))
+            rows = self._connection.execute(self._search, (words, tenant, limit)).fetchall()
+        found = [(row[0], row[1], row[2], json.loads(row[3]), *row[4:]) for row in rows]
+        return [memory[0] for memory in found]
 
     def close(self) -> None:
         """Close the connection."""

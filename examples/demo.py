@@ -71,13 +71,14 @@ def pushes(session: Session, tenant: str, records: list[Record]) -> None:
 
 
 def print_audit(events: list[AuditEvent]) -> None:
-    """The audit trail: one line per finished step, grouped by session."""
+    """The audit trail: one line per finished step; the first column is the session."""
     heading("Audit trail (one correlation id per session)")
     for event in events:
         if event.phase == "started":
             continue
+        took = f"{(event.duration_seconds or 0) * 1000:6.2f} ms"
         print(
-            f"  {event.correlation_id[:8]} {event.operation:<7} {event.outcome or '-':<7}"
+            f"  {event.correlation_id[:8]} {event.operation:<7} {event.outcome or '-':<7} {took}"
             f" tenant={event.tenant or '-':<7} actor={event.actor or '-':<6}"
             f" connector={event.connector.name}"
         )
@@ -143,7 +144,8 @@ def main() -> None:
 
         heading("Policies: a session without an actor is refused before any call")
         try:
-            with registry.open(STORE, config=config, context=AuthContext(tenant="acme")):
+            no_actor = AuthContext(tenant="acme")
+            with registry.open(STORE, config=config, context=no_actor, governance=governance):
                 pass
         except PolicyError as error:
             print(f"  {type(error).__name__}: {error}")

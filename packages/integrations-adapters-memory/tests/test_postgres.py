@@ -25,6 +25,7 @@ from integrations.adapters.memory_adapters import (
     encode_cursor,
     parse_query,
 )
+from integrations.adapters.memory_adapters._postgres_errors import map_errors
 from integrations.adapters.memory_adapters._postgres_schema import SCHEMA_VERSION
 from integrations.adapters.memory_adapters.postgres import (
     PostgresMemoryConfig,
@@ -464,7 +465,7 @@ def test_cursors_with_a_bad_position_are_invalid_requests(session: Session) -> N
         ("word", {"before": 3, "rank": "high"}),
         ("word", {"before": 3, "rank": None}),
     ):
-        fingerprint = parse_query(FetchQuery(text=text), max_limit=10).fingerprint
+        fingerprint = parse_query(FetchQuery(text=text), max_limit=10, scope="acme").fingerprint
         kind = "ranked" if text else "recent"
         cursor = encode_cursor(kind, fingerprint, **position)
         with pytest.raises(InvalidRequest, match="damaged"):
@@ -644,11 +645,33 @@ def test_bad_settings_are_config_errors(settings: dict[str, Any], field: str) ->
     assert field in str(raised.value)
 
 
-def test_a_value_postgresql_cannot_store_is_an_invalid_request(session: Session) -> None:
-    with pytest.raises(InvalidRequest):
-        push(session, memory("m1", "not a number", score=float("nan")))
-    push(session, memory("m2", "the connection is still usable"))
-    assert ids(session.fetch(FetchQuery()).records) == ["m2"]
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("40001", TransientError),  # serialization failure
+        ("40P01", TransientError),  # deadlock
+        ("55P03", TransientError),  # lock not available
+        ("57014", TransientError),  # statement timeout
+        ("53300", TransientError),  # too many connections
+        ("08006", ConnectionFailed),
+        ("28P01", AuthError),
+        ("42501", AuthError),  # insufficient privilege
+        ("22023", InvalidRequest),  # a value PostgreSQL refuses
+        ("42P01", ConnectorError),  # an undefined table: the store's own fault
+    ],
+)
+def test_server_errors_map_by_sqlstate(
+    raw: psycopg.Connection[Any], state: str, expected: type[ConnectorError]
+) -> None:
+    raise_it = sql.SQL(
+        "DO $$ BEGIN RAISE EXCEPTION 'failed near password {}' USING ERRCODE = {}; END $$"
+    ).format(sql.SQL(PASSWORD), sql.Literal(state))
+    with pytest.raises(ConnectorError) as raised, map_errors(PASSWORD):
+        raw.execute(raise_it)
+    assert type(raised.value) is expected
+    assert state in str(raised.value)
+    assert PASSWORD not in str(raised.value)
+    assert raised.value.__cause__ is None
 
 
 def test_revoke_closes_the_pool(postgres_dsn: str, schema: str) -> None:

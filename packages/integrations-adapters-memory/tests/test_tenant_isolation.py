@@ -85,7 +85,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, StoreCon
         url = request.getfixturevalue("redis_url")
         return name, lambda: {"url": url, "key_prefix": f"isolation:{suffix}"}
     dsn = request.getfixturevalue("postgres_dsn")
-    return name, lambda: {"dsn": dsn, "schema": f"isolation_{suffix}"}
+    return name, lambda: {"dsn": dsn, "schema_name": f"isolation_{suffix}"}
 
 
 @contextmanager

@@ -230,6 +230,8 @@ def _text_problem(text: object) -> str | None:
 
 def _is_utf8(text: str) -> bool:
     """Whether `text` can be stored as UTF-8 (a lone surrogate cannot)."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

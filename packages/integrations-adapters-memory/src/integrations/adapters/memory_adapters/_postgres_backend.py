@@ -6,8 +6,9 @@ statements. A write locks the tenant's counter row before anything else, so the 
 writers take turns until each commits: change numbers are handed out, and committed, in
 order, and a sync that has read up to number N never meets a later commit numbered at or
 below N. The write itself is one statement for the whole batch (arrays unnested server-side):
-it compares incoming memories with the stored ones, numbers only those that change, upserts
-them, turns deleted ones into tombstones and moves the counter on.
+it compares incoming memories with the stored ones, numbers only those that change (upserts
+first, then deletions), upserts them or turns them into tombstones (content cleared) and
+moves the counter on.
 
 Fetches page with keysets: newest first on the immutable creation number; with words, on
 (``ts_rank``, creation number). ``ts_rank`` depends only on the memory and the query, so a
@@ -54,30 +55,34 @@ INSERT INTO {s}.tenants AS t (tenant, last_seq) VALUES (%s, 0)
 ON CONFLICT (tenant) DO UPDATE SET last_seq = t.last_seq
 """
 
+# Stored memories are looked up with scalar subqueries, which PostgreSQL runs per incoming row
+# through the primary key: a join would let the planner scan all of the tenant's memories.
 WRITE: Final = """
 WITH base AS (
     SELECT last_seq FROM {s}.tenants WHERE tenant = %(tenant)s
 ), incoming AS (
-    SELECT i.id, i.text, i.tags::jsonb AS tags, i.metadata_json, i.ord
+    SELECT i.id, i.text, i.tags::jsonb AS tags, i.metadata_json, false AS deleted, i.ord
     FROM unnest(%(ids)s::text[], %(texts)s::text[], %(tags)s::text[], %(metadata)s::text[])
         WITH ORDINALITY AS i(id, text, tags, metadata_json, ord)
-), changed AS (
-    SELECT incoming.*, row_number() OVER (ORDER BY incoming.ord) AS n
-    FROM incoming
-    LEFT JOIN {s}.memories AS m ON m.tenant = %(tenant)s AND m.id = incoming.id
-    WHERE m.id IS NULL OR m.deleted OR m.text <> incoming.text OR m.tags <> incoming.tags
-        OR m.metadata_json <> incoming.metadata_json
-), doomed AS (
-    SELECT m.id, (SELECT count(*) FROM changed) + row_number() OVER (ORDER BY d.ord) AS n
+    WHERE NOT coalesce((
+        SELECT NOT m.deleted AND m.text = i.text AND m.tags = i.tags::jsonb
+            AND m.metadata_json = i.metadata_json
+        FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = i.id
+    ), false)
+    UNION ALL
+    SELECT d.id, '', '[]'::jsonb, '{}', true, d.ord
     FROM unnest(%(deletes)s::text[]) WITH ORDINALITY AS d(id, ord)
-    JOIN {s}.memories AS m ON m.tenant = %(tenant)s AND m.id = d.id AND NOT m.deleted
+    WHERE (SELECT NOT m.deleted FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id)
+), numbered AS (
+    SELECT incoming.*, row_number() OVER (ORDER BY incoming.deleted, incoming.ord) AS n
+    FROM incoming
 ), written AS (
     INSERT INTO {s}.memories AS m (
         tenant, id, text, tags, metadata_json, created_at, updated_at, created_seq, seq, deleted
     )
     SELECT %(tenant)s, c.id, c.text, c.tags, c.metadata_json, %(now)s, %(now)s,
-        b.last_seq + c.n, b.last_seq + c.n, false
-    FROM changed AS c CROSS JOIN base AS b
+        b.last_seq + c.n, b.last_seq + c.n, c.deleted
+    FROM numbered AS c CROSS JOIN base AS b
     ON CONFLICT (tenant, id) DO UPDATE SET
         text = EXCLUDED.text,
         tags = EXCLUDED.tags,
@@ -86,19 +91,11 @@ WITH base AS (
         created_seq = CASE WHEN m.deleted THEN EXCLUDED.created_seq ELSE m.created_seq END,
         updated_at = EXCLUDED.updated_at,
         seq = EXCLUDED.seq,
-        deleted = false
-    RETURNING 1
-), erased AS (
-    UPDATE {s}.memories AS m SET
-        text = '', tags = '[]', metadata_json = '{}', updated_at = %(now)s,
-        seq = b.last_seq + d.n, deleted = true
-    FROM doomed AS d CROSS JOIN base AS b
-    WHERE m.tenant = %(tenant)s AND m.id = d.id
+        deleted = EXCLUDED.deleted
     RETURNING 1
 )
-UPDATE {s}.tenants SET
-    last_seq = last_seq + (SELECT count(*) FROM written) + (SELECT count(*) FROM erased)
-WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM written UNION ALL SELECT 1 FROM erased)
+UPDATE {s}.tenants SET last_seq = last_seq + (SELECT count(*) FROM written)
+WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM written)
 """
 
 CHANGES: Final = f"""
@@ -112,11 +109,21 @@ WHERE tenant = %s AND NOT deleted {{where}}
 ORDER BY created_seq DESC LIMIT %s
 """
 
-# Words go to plainto_tsquery, which requires every word (websearch_to_tsquery would read a
-# searched word "or" as an operator).
+
+# The words reach websearch_to_tsquery quoted (see `search_text`), so every word is required
+# and none is read as an operator: "or" and a leading "-" would be, unquoted.
+def search_text(words: Sequence[str]) -> str:
+    """The websearch query requiring every word: each quoted, so none is an operator.
+
+    The words are those `text_words` finds (letters, digits and underscores), so none holds
+    a quote.
+    """
+    return " ".join(f'"{word}"' for word in words)
+
+
 RANKED: Final = f"""
 SELECT {_COLUMNS}, created_seq, ts_rank(document, q)::float8 AS rank
-FROM {{s}}.memories, plainto_tsquery('english', %s) AS q
+FROM {{s}}.memories, websearch_to_tsquery('english', %s) AS q
 WHERE tenant = %s AND NOT deleted AND document @@ q {{where}}
 ORDER BY rank DESC, created_seq DESC LIMIT %s
 """
@@ -314,7 +321,7 @@ class PostgresBackend:
             where.append("AND (ts_rank(document, q)::float8, created_seq) < (%s::float8, %s)")
             parameters.extend((_rank(position), _before(position)))
         statement = self._ranked.replace("{where}", " ".join(where))
-        return statement, [query.text, tenant, *parameters, query.limit + 1]
+        return statement, [search_text(query.words), tenant, *parameters, query.limit + 1]
 
 
 def _filter_sql(memory_filter: MemoryFilter) -> tuple[list[str], list[object]]:

@@ -12,9 +12,18 @@ Needs the ``postgres`` extra (psycopg 3 and psycopg_pool).
 
 from __future__ import annotations
 
+import importlib
 from typing import ClassVar, Self
 
-import psycopg
+try:
+    import psycopg
+
+    importlib.import_module("psycopg_pool")
+except ImportError as missing:  # pragma: no cover - the extra is installed in development
+    raise ImportError(
+        "the PostgreSQL memory store needs psycopg and psycopg_pool: "
+        "pip install 'integrations-adapters-memory[postgres]'"
+    ) from missing
 from pydantic import Field, model_validator
 
 from integrations.base import ConfigError, ConnectorConfig, Secret
