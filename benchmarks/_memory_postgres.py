@@ -22,7 +22,7 @@ from integrations.adapters.memory_adapters import canonical_json, text_words
 from integrations.adapters.memory_adapters._postgres_backend import search_text
 from integrations.base import Record
 
-__all__ = ["RawClient", "connector_config"]
+__all__ = ["RawClient", "connector_config", "vacuum_analyze"]
 
 
 def connector_config(dsn: str, schema: str) -> dict[str, object]:
@@ -95,3 +95,9 @@ class RawClient:
 
 def _data(record: Record) -> dict[str, Any]:
     return record.data
+
+
+def vacuum_analyze(dsn: str, schema: str) -> None:
+    """What autovacuum does after a bulk load: planner statistics, GIN pending list flushed."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("VACUUM ANALYZE {}.memories").format(sql.Identifier(schema)))

@@ -10,7 +10,8 @@ Each measurement is repeated (fresh store each time for writes), interleaved, an
 is reported. Target: the session reaches >= 0.8x the raw client's throughput for each.
 
 Redis and PostgreSQL are throwaway servers started from the installed binaries unless
-REDIS_URL / DATABASE_URL are set.
+REDIS_URL / DATABASE_URL are set. Before the queries, the PostgreSQL table gets the VACUUM
+ANALYZE that autovacuum would give it after a bulk load (the same table serves both sides).
 
 Run: python benchmarks/memory.py [--backends sqlite,redis,postgres] [--records N]
                                  [--batch B] [--queries Q] [--repeats R] [--budget SECONDS]
@@ -79,6 +80,8 @@ class Backend:
     fresh: Callable[[], str]
     config: Callable[[str], dict[str, object]]
     raw: Callable[[str], RawClient]
+    settle: Callable[[str], None] = lambda location: None
+    """What the server's own maintenance would have done before queries (autovacuum)."""
 
 
 def memories(count: int, seed: int = 7) -> list[Record]:
@@ -197,6 +200,7 @@ def measure(backend: Backend, args: argparse.Namespace, deadline: float) -> Resu
             run = governed_push if side == "governed" else raw_push
             pushes[side].append(run(backend, location, chunks))
         if repeat == 0:
+            backend.settle(filled)
             check_same_answers(backend, filled, texts)
         for side in order:
             run_queries = governed_queries if side == "governed" else raw_queries
@@ -254,6 +258,7 @@ def _backend(name: str, scratch: Path) -> Iterator[Backend]:
                 fresh=lambda: f"bench_{uuid.uuid4().hex[:8]}",
                 config=lambda schema: postgres_side.connector_config(dsn, schema),
                 raw=lambda schema: postgres_side.RawClient(dsn, schema),
+                settle=lambda schema: postgres_side.vacuum_analyze(dsn, schema),
             )
     else:
         raise SystemExit(f"unknown backend {name!r}; choose from sqlite, redis, postgres")

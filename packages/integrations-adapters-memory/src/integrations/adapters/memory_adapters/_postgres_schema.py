@@ -10,7 +10,9 @@ Everything lives in one schema (the config's `schema`, ``integrations_memory`` b
   canonical JSON every store persists and compares (so ``1`` and ``1.0`` stay distinct, as
   they are in the other stores); ``metadata`` is its JSONB form for filters. ``document`` is
   the text's ``tsvector`` (GIN-indexed); ``created_seq`` the change number that created the
-  memory, its immutable place in newest-first order.
+  memory, its immutable place in newest-first order. The GIN index keeps a small pending
+  list (256 kB): a long one is scanned by every text query until vacuum flushes it, and makes
+  the planner prefer a full scan.
 
 Row-level security is enabled and forced on both tenant tables: a row is visible only to a
 transaction whose ``integrations.tenant`` setting names its tenant, so a query that forgot its
@@ -57,7 +59,8 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX memories_changes ON {s}.memories (tenant, seq);
     CREATE INDEX memories_recent ON {s}.memories (tenant, created_seq) WHERE NOT deleted;
-    CREATE INDEX memories_document ON {s}.memories USING gin (document);
+    CREATE INDEX memories_document ON {s}.memories USING gin (document)
+        WITH (gin_pending_list_limit = 256);
     ALTER TABLE {s}.tenants ENABLE ROW LEVEL SECURITY;
     ALTER TABLE {s}.tenants FORCE ROW LEVEL SECURITY;
     ALTER TABLE {s}.memories ENABLE ROW LEVEL SECURITY;
