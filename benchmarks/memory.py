@@ -1,6 +1,6 @@
 """Memory stores: a governed session against the raw client, for writes and text queries.
 
-For each backend (SQLite, Redis, PostgreSQL), in one run:
+For each backend (SQLite, Redis, PostgreSQL with and without row-level security), in one run:
   push   100,000 memories in batches of 1,000 through a governed `Session` (default policies,
          in-memory audit, retries and breaker in place) vs the raw client doing the same writes
          into the same schema (sqlite3 executemany, a redis-py pipeline, psycopg executemany);
@@ -77,6 +77,7 @@ class Backend:
     """One store: its registry name, how to make a fresh location, config and raw client."""
 
     name: str
+    label: str
     fresh: Callable[[], str]
     config: Callable[[str], dict[str, object]]
     raw: Callable[[str], RawClient]
@@ -209,7 +210,7 @@ def measure(backend: Backend, args: argparse.Namespace, deadline: float) -> Resu
             break
     count = len(pushes["raw"])
     return Result(
-        backend=backend.name,
+        backend=backend.label,
         push_governed=args.records / statistics.median(pushes["governed"]),
         push_raw=args.records / statistics.median(pushes["raw"]),
         query_governed=args.queries / statistics.median(queries["governed"]),
@@ -235,6 +236,7 @@ def _backend(name: str, scratch: Path) -> Iterator[Backend]:
 
         yield Backend(
             "memory.sqlite",
+            "memory.sqlite",
             fresh=lambda: str(scratch / f"{uuid.uuid4().hex}.sqlite3"),
             config=sqlite_side.connector_config,
             raw=sqlite_side.RawClient,
@@ -245,23 +247,31 @@ def _backend(name: str, scratch: Path) -> Iterator[Backend]:
         with _server("REDIS_URL", redis_server) as url:
             yield Backend(
                 "memory.redis",
+                "memory.redis",
                 fresh=lambda: f"bench:{uuid.uuid4().hex[:8]}",
                 config=lambda prefix: redis_side.connector_config(url, prefix),
                 raw=lambda prefix: redis_side.RawClient(url, prefix),
             )
-    elif name == "postgres":
+    elif name in ("postgres", "postgres-no-rls"):
         import _memory_postgres as postgres_side
 
+        secured = name == "postgres"
         with _server("DATABASE_URL", postgres_server) as dsn:
             yield Backend(
                 "memory.postgres",
+                "memory.postgres" if secured else "memory.postgres (row security off)",
                 fresh=lambda: f"bench_{uuid.uuid4().hex[:8]}",
-                config=lambda schema: postgres_side.connector_config(dsn, schema),
+                config=lambda schema: {
+                    **postgres_side.connector_config(dsn, schema),
+                    "row_level_security": secured,
+                },
                 raw=lambda schema: postgres_side.RawClient(dsn, schema),
                 settle=lambda schema: postgres_side.vacuum_analyze(dsn, schema),
             )
     else:
-        raise SystemExit(f"unknown backend {name!r}; choose from sqlite, redis, postgres")
+        raise SystemExit(
+            f"unknown backend {name!r}; choose from sqlite, redis, postgres, postgres-no-rls"
+        )
 
 
 @contextlib.contextmanager
@@ -277,7 +287,7 @@ def _server(variable: str, start: Callable[[], Any]) -> Iterator[str]:
 def main() -> None:
     """Run every chosen backend and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default="sqlite,redis,postgres")
+    parser.add_argument("--backends", default="sqlite,redis,postgres,postgres-no-rls")
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=1_000)

@@ -110,12 +110,13 @@ def sync_all(session: Session, state: SyncState) -> tuple[list[Record], SyncStat
     raise AssertionError("sync never ended")
 
 
-def connection_info(dsn: str, schema: str) -> dict[str, Any]:
+def connection_info(dsn: str, schema: str, **config: Any) -> dict[str, Any]:
     """What `connect` reports, from a connector used directly (sessions do not show it)."""
     connector = PostgresMemoryConnector()
     token = connector.auth(AuthContext(tenant="acme"))
     try:
-        return dict(connector.connect(PostgresMemoryConfig(dsn=dsn, schema_name=schema)).info)
+        chosen = PostgresMemoryConfig(dsn=dsn, schema_name=schema, **config)
+        return dict(connector.connect(chosen).info)
     finally:
         connector.revoke(token)
 
@@ -520,6 +521,46 @@ def test_row_level_security_hides_other_tenants_rows(
         raw.execute("SELECT set_config('integrations.tenant', 'a', true)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             raw.execute(insert)
+
+
+def plan_of_a_text_query(raw: psycopg.Connection[Any], schema: str) -> str:
+    query = sql.SQL(
+        "EXPLAIN SELECT id FROM {} WHERE tenant = 'a' AND NOT deleted"
+        " AND document @@ websearch_to_tsquery('english', '\"needle\"')"
+    ).format(table(schema, "memories"))
+    with raw.transaction():
+        raw.execute("SELECT set_config('integrations.tenant', 'a', true)")
+        return "\n".join(str(row[0]) for row in raw.execute(query).fetchall())
+
+
+def test_without_row_security_text_queries_use_the_gin_index(
+    postgres_dsn: str, schema: str, raw: psycopg.Connection[Any]
+) -> None:
+    words = ["hay", "straw", "grass", "clover", "oats"]
+    with store(postgres_dsn, schema, tenant="a", row_level_security=False) as session:
+        for batch in range(4):
+            push(
+                session,
+                *(memory(f"m{batch}-{i}", f"{words[i % 5]} {i}") for i in range(1000)),
+                memory(f"needle{batch}", "the needle"),
+            )
+    assert (
+        connection_info(postgres_dsn, schema, row_level_security=False)["row_level_security"]
+        == "off"
+    )
+    raw.execute(sql.SQL("VACUUM ANALYZE {}").format(table(schema, "memories")))
+    # The text match is not leakproof: under row security PostgreSQL may not use the index.
+    assert "memories_document" in plan_of_a_text_query(raw, schema)
+    with store(postgres_dsn, schema, tenant="a") as session:  # the default turns it back on
+        assert ids(session.fetch(FetchQuery(text="needle")).records) == [
+            "needle3",
+            "needle2",
+            "needle1",
+            "needle0",
+        ]
+    assert "memories_document" not in plan_of_a_text_query(raw, schema)
+    memories = sql.SQL("SELECT count(*) FROM {}").format(table(schema, "memories"))
+    assert raw.execute(memories).fetchone() == (0,)  # enforced again: no tenant, no rows
 
 
 def test_tenant_names_are_data_not_sql(postgres_dsn: str, schema: str) -> None:

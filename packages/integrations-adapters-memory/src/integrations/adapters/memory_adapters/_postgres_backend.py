@@ -29,7 +29,7 @@ from typing import Any, Final
 import psycopg
 import psycopg_pool
 
-from integrations.base import InvalidRequest, JsonObject
+from integrations.base import ConfigError, InvalidRequest, JsonObject
 
 from ._backend import MemoryPage
 from ._cursor import decode_cursor, encode_cursor
@@ -49,6 +49,7 @@ _COLUMNS: Final = "id, text, tags, metadata_json, created_at, updated_at, seq, d
 APPLICATION_NAME: Final = "integrations-memory"
 
 SET_TENANT: Final = "SELECT set_config('integrations.tenant', %s, true)"
+SET_SESSION_TENANT: Final = "SELECT set_config('integrations.tenant', %s, false)"
 
 LOCK_TENANT: Final = """
 INSERT INTO {s}.tenants AS t (tenant, last_seq) VALUES (%s, 0)
@@ -142,6 +143,7 @@ class PostgresSettings:
     min_size: int
     max_size: int
     connect_timeout: float
+    row_level_security: bool = True
 
     @property
     def password(self) -> str | None:
@@ -171,6 +173,7 @@ def open_postgres_backend(settings: PostgresSettings) -> PostgresBackend:
     with map_errors(password, connecting=True):
         with psycopg.connect(settings.dsn, **settings.connection_options()) as connection:
             migrate(connection, settings.schema)
+            enforce_row_security(connection, settings.schema, settings.row_level_security)
             info = _describe(connection, settings.schema)
         pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] = psycopg_pool.ConnectionPool(
             settings.dsn,
@@ -196,9 +199,54 @@ def _configure(connection: psycopg.Connection[Row]) -> None:
     connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
+_ROW_SECURITY_TABLES: Final = ("tenants", "memories")
+
+_ROW_SECURITY: Final = """
+SELECT bool_and(c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c
+WHERE c.oid IN (to_regclass(%s), to_regclass(%s))
+"""
+
+
+def enforce_row_security(connection: psycopg.Connection[Row], schema: str, wanted: bool) -> None:
+    """Give the schema's tables the row-level security the config asks for.
+
+    The policies always exist (the first migration creates them); this switches whether
+    they apply. Only the tables' owner may switch it: another role asking for the other
+    setting gets a `ConfigError` saying so.
+    """
+    if _row_security_on(connection, schema) == wanted:
+        return
+    switch = "ENABLE" if wanted else "DISABLE"
+    force = "FORCE" if wanted else "NO FORCE"
+    try:
+        with connection.transaction():
+            for table in _ROW_SECURITY_TABLES:
+                connection.execute(
+                    qualified(
+                        f"ALTER TABLE {{s}}.{table} {switch} ROW LEVEL SECURITY, "
+                        f"{force} ROW LEVEL SECURITY",
+                        schema,
+                    )
+                )
+    except psycopg.errors.InsufficientPrivilege:
+        state = "on" if not wanted else "off"
+        raise ConfigError(
+            f"row_level_security={wanted} but schema {schema!r} has it {state}, and only the "
+            "owner of its tables may change that: use the schema's setting or its owner's role",
+            (("row_level_security", f"differs from schema {schema!r}"),),
+        ) from None
+
+
+def _row_security_on(connection: psycopg.Connection[Row], schema: str) -> bool:
+    names = [qualified(f"{{s}}.{table}", schema) for table in _ROW_SECURITY_TABLES]
+    row = connection.execute(_ROW_SECURITY, names).fetchone()
+    return bool(row[0]) if row is not None else False
+
+
 def _describe(connection: psycopg.Connection[Row], schema: str) -> JsonObject:
     row = connection.execute(_ROLE).fetchone()
     bypasses = bool(row[0]) if row is not None else False
+    enforced = _row_security_on(connection, schema)
     info = connection.info
     return {
         "backend": "postgres",
@@ -210,7 +258,11 @@ def _describe(connection: psycopg.Connection[Row], schema: str) -> JsonObject:
         "schema_version": SCHEMA_VERSION,
         "server_version": info.server_version,
         "row_level_security": (
-            "bypassed: the role is a superuser or has BYPASSRLS" if bypasses else "enforced"
+            "off"
+            if not enforced
+            else "bypassed: the role is a superuser or has BYPASSRLS"
+            if bypasses
+            else "enforced"
         ),
     }
 
@@ -297,11 +349,15 @@ class PostgresBackend:
     # -- helpers -----------------------------------------------------------------------------
 
     def _read(self, tenant: str, statement: str, values: Sequence[object]) -> list[Row]:
+        """Rows of `statement` for `tenant`: one statement, so one transaction of its own.
+
+        The tenant is set for the connection's session first (every use of a pooled
+        connection sets it again before its statement): two round trips, each of a statement
+        psycopg prepares once per connection, where a transaction would take four.
+        """
         with self._pool.connection() as connection:
-            with connection.pipeline(), connection.transaction():
-                connection.execute(SET_TENANT, (tenant,))
-                cursor = connection.execute(statement, values)
-            return cursor.fetchall()
+            connection.execute(SET_SESSION_TENANT, (tenant,))
+            return connection.execute(statement, values).fetchall()
 
     def _recent_page(
         self, tenant: str, query: MemoryQuery, where: list[str], parameters: list[object]

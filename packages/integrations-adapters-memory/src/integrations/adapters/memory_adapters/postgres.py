@@ -53,6 +53,17 @@ class PostgresMemoryConfig(MemoryStoreConfig):
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     """How long connecting, or waiting for a free pooled connection, may take."""
 
+    row_level_security: bool = True
+    """Whether the store's tables enforce row-level security per tenant (defence in depth).
+
+    It has a price in text search: PostgreSQL evaluates a query's own conditions after the
+    row security policy unless they are leakproof, and the text match (``@@``) is not, so
+    the GIN index cannot serve it and a text query reads all of the tenant's memories. Turn
+    it off for tenants with many memories when every statement's tenant condition (which
+    the store always writes) is defence enough. The setting is the schema's: connecting
+    with the other value changes it, which only the tables' owner may do.
+    """
+
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:
         if self.min_connections > self.max_connections:
@@ -84,5 +95,6 @@ class PostgresMemoryConnector(MemoryStoreConnector[PostgresMemoryConfig]):
                 min_size=config.min_connections,
                 max_size=config.max_connections,
                 connect_timeout=config.connect_timeout_seconds,
+                row_level_security=config.row_level_security,
             )
         )
