@@ -241,7 +241,7 @@ class _Hit:
     order: int
 
 
-_FIELDS: Final = ("t", "g", "x", "a", "u", "s", "c", "d")
+_FIELDS: Final = ("t", "g", "x", "a", "u", "s", "c")
 """The hash fields a text search returns for each match (see `_redis_scripts`)."""
 
 
@@ -457,8 +457,8 @@ def _hits(reply: Sequence[Any], prefix_length: int) -> list[_Hit]:
     for start in range(1, len(reply) - 2, 3):
         fields = reply[start + 2]
         values = dict(zip(fields[0::2], fields[1::2], strict=True)) if fields else {}
-        if values.get("d") or not values.get("c") or not values.get("a"):
-            continue  # deleted or changed between the index and the read: not a live memory
+        if not values.get("c") or not values.get("a"):
+            continue  # a tombstone's hash (the write script unindexes it in the same step)
         memory = StoredMemory(
             id=str(reply[start])[prefix_length:],
             text=values.get("t", ""),
