@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +40,9 @@ from integrations.base import (
     registry,
 )
 
+sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
+from memories import fetch_all, ids, memory, sync_all
+
 QUICK = Governance(audit=MemoryAuditSink(), retry=NO_RETRY)
 """Errors surface at once: these tests check which error, not the retries."""
 
@@ -50,37 +55,6 @@ def store(url: str, prefix: str, tenant: str = "acme", **config: Any) -> Session
         context=AuthContext(tenant=tenant, actor="tester"),
         governance=QUICK,
     )
-
-
-def memory(memory_id: str, text: str, tags: Sequence[str] = (), **metadata: Any) -> Record:
-    return Record(id=memory_id, data={"text": text, "tags": list(tags), "metadata": metadata})
-
-
-def ids(records: Sequence[Record]) -> list[str]:
-    return [record.id for record in records]
-
-
-def fetch_all(session: Session, query: FetchQuery) -> list[Record]:
-    records: list[Record] = []
-    cursor: str | None = None
-    for _ in range(1000):
-        result = session.fetch(query.model_copy(update={"cursor": cursor}))
-        records.extend(result.records)
-        cursor = result.next_cursor
-        if cursor is None:
-            return records
-    raise AssertionError("paging never ended")
-
-
-def sync_all(session: Session, state: SyncState) -> tuple[list[Record], SyncState]:
-    changes: list[Record] = []
-    for _ in range(1000):
-        result = session.sync(state)
-        changes.extend(result.changes)
-        state = result.state
-        if not result.has_more:
-            return changes, state
-    raise AssertionError("sync never ended")
 
 
 def stored(record: Record) -> StoredMemory:
@@ -219,14 +193,14 @@ def test_filters_agree_with_the_reference(redis_url: str, prefix: str) -> None:
     ]
     with store(redis_url, prefix, max_scan=100) as session:
         session.push(PushPayload(records=tuple(records)))
-        everything = [stored(r) for r in fetch_all(session, FetchQuery(limit=100))]
+        everything = [stored(r) for r in fetch_all(session, FetchQuery(limit=100), limit=None)]
         moment = sorted(m.created_at for m in everything)[20].isoformat()
         for filters in [*FILTERS, {"created_after": moment}, {"created_before": moment}]:
             reference = parse_filters(filters)
             expected = [m.id for m in everything if reference.matches(m)]
-            newest = ids(fetch_all(session, FetchQuery(filters=filters, limit=3)))
+            newest = ids(fetch_all(session, FetchQuery(filters=filters), limit=3))
             assert newest == expected, filters
-            found = ids(fetch_all(session, FetchQuery(text="planning", filters=filters, limit=4)))
+            found = ids(fetch_all(session, FetchQuery(text="planning", filters=filters), limit=4))
             assert sorted(found) == sorted(expected), filters
 
 
@@ -235,7 +209,7 @@ def test_a_filtered_page_examines_at_most_max_scan_memories(redis_url: str, pref
         session.push(PushPayload(records=(memory("old", "the one", ["rare"]),)))
         session.push(PushPayload(records=tuple(memory(f"m{n}", "filler") for n in range(250))))
         first = session.fetch(FetchQuery(filters={"tags": ["rare"]}, limit=5))
-        everything = fetch_all(session, FetchQuery(filters={"tags": ["rare"]}, limit=5))
+        everything = fetch_all(session, FetchQuery(filters={"tags": ["rare"]}), limit=5)
     assert first.records == ()
     assert first.next_cursor is not None
     assert ids(everything) == ["old"]

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ from integrations.base import (
     registry,
 )
 
+sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
+from memories import fetch_all, ids, memory, push, sync_all
+
 QUICK = Governance(audit=MemoryAuditSink(), retry=NO_RETRY)
 """Errors surface at once: these tests check which error, not the retries."""
 
@@ -60,44 +63,6 @@ def store(path: Path | str | None, tenant: str = "acme", **config: Any) -> Sessi
         context=AuthContext(tenant=tenant, actor="tester"),
         governance=QUICK,
     )
-
-
-def memory(memory_id: str, text: str, tags: Sequence[str] = (), **metadata: Any) -> Record:
-    return Record(id=memory_id, data={"text": text, "tags": list(tags), "metadata": metadata})
-
-
-def push(session: Session, *records: Record) -> None:
-    result = session.push(PushPayload(records=records))
-    assert result.rejected == ()
-    assert sorted(result.accepted) == sorted(record.id for record in records)
-
-
-def fetch_all(session: Session, query: FetchQuery, limit: int = 3) -> list[Record]:
-    records: list[Record] = []
-    cursor: str | None = None
-    for _ in range(1000):
-        page = session.fetch(query.model_copy(update={"limit": limit, "cursor": cursor}))
-        assert len(page.records) <= limit
-        records.extend(page.records)
-        cursor = page.next_cursor
-        if cursor is None:
-            return records
-    raise AssertionError("paging never ended")
-
-
-def ids(records: Sequence[Record]) -> list[str]:
-    return [record.id for record in records]
-
-
-def sync_all(session: Session, state: SyncState) -> tuple[list[Record], SyncState]:
-    changes: list[Record] = []
-    for _ in range(1000):
-        result = session.sync(state)
-        changes.extend(result.changes)
-        state = result.state
-        if not result.has_more:
-            return changes, state
-    raise AssertionError("sync never ended")
 
 
 @pytest.fixture
