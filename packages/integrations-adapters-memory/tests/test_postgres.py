@@ -27,7 +27,7 @@ from integrations.adapters.memory_adapters import (
     encode_cursor,
     parse_query,
 )
-from integrations.adapters.memory_adapters._postgres_errors import map_errors
+from integrations.adapters.memory_adapters._postgres_errors import postgres_errors
 from integrations.adapters.memory_adapters._postgres_schema import SCHEMA_VERSION
 from integrations.adapters.memory_adapters.postgres import (
     PostgresMemoryConfig,
@@ -673,7 +673,7 @@ def test_server_errors_map_by_sqlstate(
     raise_it = sql.SQL(
         "DO $$ BEGIN RAISE EXCEPTION 'failed near password {}' USING ERRCODE = {}; END $$"
     ).format(sql.SQL(PASSWORD), sql.Literal(state))
-    with pytest.raises(ConnectorError) as raised, map_errors(PASSWORD):
+    with pytest.raises(ConnectorError) as raised, postgres_errors(PASSWORD):
         raw.execute(raise_it)
     assert type(raised.value) is expected
     assert state in str(raised.value)

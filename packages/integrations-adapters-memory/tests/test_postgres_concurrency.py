@@ -24,7 +24,7 @@ from psycopg import sql
 
 from integrations.adapters.memory_adapters._postgres_backend import (
     PostgresSettings,
-    open_postgres_backend,
+    open_postgres,
 )
 from integrations.base import (
     AuthContext,
@@ -179,7 +179,7 @@ def test_change_numbers_arrive_strictly_increasing(postgres_dsn: str, schema: st
     tenant = "numbers"
     failures = Failures()
     done = threading.Event()
-    backend = open_postgres_backend(
+    backend = open_postgres(
         PostgresSettings(
             dsn=postgres_dsn, schema=schema, min_size=1, max_size=2, connect_timeout=10
         )

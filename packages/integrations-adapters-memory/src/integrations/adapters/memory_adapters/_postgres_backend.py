@@ -34,11 +34,11 @@ from integrations.base import ConfigError, InvalidRequest, JsonObject
 from ._backend import MemoryPage
 from ._cursor import decode_cursor, encode_cursor
 from ._memory import StoredMemory, WriteBatch, canonical_json
-from ._postgres_errors import map_errors
+from ._postgres_errors import postgres_errors
 from ._postgres_schema import SCHEMA_VERSION, migrate, qualified
 from ._query import MemoryFilter, MemoryQuery
 
-__all__ = ["PostgresBackend", "PostgresSettings", "open_postgres_backend"]
+__all__ = ["PostgresBackend", "PostgresSettings", "open_postgres"]
 
 Row = tuple[Any, ...]
 
@@ -136,7 +136,7 @@ SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user
 
 @dataclass(frozen=True, slots=True)
 class PostgresSettings:
-    """What `open_postgres_backend` needs: the DSN, the schema and the pool's bounds."""
+    """What `open_postgres` needs: the DSN, the schema and the pool's bounds."""
 
     dsn: str = field(repr=False)
     schema: str
@@ -163,14 +163,14 @@ class PostgresSettings:
         return options
 
 
-def open_postgres_backend(settings: PostgresSettings) -> PostgresBackend:
+def open_postgres(settings: PostgresSettings) -> PostgresBackend:
     """Connect, bring the schema up to date, then open the pool the operations use.
 
     The first connection is made directly rather than by the pool, so that an unreachable
     server or a refused role raises its own error instead of a pool's timeout.
     """
     password = settings.password
-    with map_errors(password, connecting=True):
+    with postgres_errors(password, connecting=True):
         with psycopg.connect(settings.dsn, **settings.connection_options()) as connection:
             migrate(connection, settings.schema)
             enforce_row_security(connection, settings.schema, settings.row_level_security)
@@ -291,7 +291,7 @@ class PostgresBackend:
 
     def errors(self) -> AbstractContextManager[None]:
         """psycopg's and the pool's exceptions become the library's (never with the password)."""
-        return map_errors(self._password)
+        return postgres_errors(self._password)
 
     def describe(self) -> JsonObject:
         """Server, database, role, schema and whether row-level security applies to the role."""

@@ -25,7 +25,7 @@ from integrations.base import (
     TransientError,
 )
 
-__all__ = ["map_errors"]
+__all__ = ["postgres_errors"]
 
 MASK: Final = "**********"
 
@@ -53,7 +53,7 @@ _AUTH_MESSAGES: Final = (
 
 
 @contextmanager
-def map_errors(secret: str | None, *, connecting: bool = False) -> Iterator[None]:
+def postgres_errors(secret: str | None, *, connecting: bool = False) -> Iterator[None]:
     """A block in which psycopg's exceptions become the library's; `secret` is scrubbed.
 
     `connecting` says the block opens the store, where a connection error is final.

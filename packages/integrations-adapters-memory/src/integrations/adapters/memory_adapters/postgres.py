@@ -30,7 +30,7 @@ from integrations.base import ConfigError, ConnectorConfig, Secret
 
 from ._backend import MemoryBackend
 from ._connector import MemoryStoreConfig, MemoryStoreConnector
-from ._postgres_backend import PostgresSettings, open_postgres_backend
+from ._postgres_backend import PostgresSettings, open_postgres
 
 __all__ = ["PostgresMemoryConfig", "PostgresMemoryConnector"]
 
@@ -88,7 +88,7 @@ class PostgresMemoryConnector(MemoryStoreConnector[PostgresMemoryConfig]):
                 "PostgresMemoryConfig.dsn is not a PostgreSQL connection string",
                 (("dsn", "not a libpq connection string or postgresql:// URI"),),
             ) from None
-        return open_postgres_backend(
+        return open_postgres(
             PostgresSettings(
                 dsn=dsn,
                 schema=config.schema_name,
