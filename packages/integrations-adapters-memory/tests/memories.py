@@ -9,7 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from integrations.base import FetchQuery, PushPayload, Record, Session, SyncState
+from integrations.base import (
+    NO_RETRY,
+    FetchQuery,
+    Governance,
+    MemoryAuditSink,
+    PushPayload,
+    Record,
+    Session,
+    SyncState,
+)
+
+QUICK = Governance(audit=MemoryAuditSink(), retry=NO_RETRY)
+"""Errors surface at once: the tests check which error, not the retries."""
 
 MAX_CALLS = 1000
 """Pages or sync calls a helper makes before it calls the pagination endless."""

@@ -34,16 +34,13 @@ from integrations.adapters.memory_adapters.postgres import (
     PostgresMemoryConnector,
 )
 from integrations.base import (
-    NO_RETRY,
     AuthContext,
     AuthError,
     ConfigError,
     ConnectionFailed,
     ConnectorError,
     FetchQuery,
-    Governance,
     InvalidRequest,
-    MemoryAuditSink,
     Record,
     Session,
     SyncState,
@@ -52,10 +49,7 @@ from integrations.base import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
-from memories import fetch_all, ids, memory, push, sync_all
-
-QUICK = Governance(audit=MemoryAuditSink(), retry=NO_RETRY)
-"""Errors surface at once: these tests check which error, not the retries."""
+from memories import QUICK, fetch_all, ids, memory, push, sync_all
 
 PASSWORD = "pg-secret-7f3a91"
 

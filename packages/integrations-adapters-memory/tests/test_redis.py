@@ -20,7 +20,6 @@ from integrations.adapters.memory_adapters._query import parse_filters
 from integrations.adapters.memory_adapters.redis import RedisMemoryConfig, RedisMemoryConnector
 from integrations.adapters.memory_adapters.testing import redis_server
 from integrations.base import (
-    NO_RETRY,
     AuthContext,
     AuthError,
     ConfigError,
@@ -28,9 +27,7 @@ from integrations.base import (
     ConnectionFailed,
     ConnectorError,
     FetchQuery,
-    Governance,
     InvalidRequest,
-    MemoryAuditSink,
     NotSupported,
     PushPayload,
     Record,
@@ -41,10 +38,7 @@ from integrations.base import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
-from memories import fetch_all, ids, memory, sync_all
-
-QUICK = Governance(audit=MemoryAuditSink(), retry=NO_RETRY)
-"""Errors surface at once: these tests check which error, not the retries."""
+from memories import QUICK, fetch_all, ids, memory, sync_all
 
 
 def store(url: str, prefix: str, tenant: str = "acme", **config: Any) -> Session:

@@ -28,15 +28,12 @@ from integrations.adapters.memory_adapters.sqlite import (
     default_path,
 )
 from integrations.base import (
-    NO_RETRY,
     AuthContext,
     ConfigError,
     ConnectionFailed,
     ConnectorError,
     FetchQuery,
-    Governance,
     InvalidRequest,
-    MemoryAuditSink,
     PushPayload,
     Record,
     Session,
@@ -46,10 +43,7 @@ from integrations.base import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
-from memories import fetch_all, ids, memory, push, sync_all
-
-QUICK = Governance(audit=MemoryAuditSink(), retry=NO_RETRY)
-"""Errors surface at once: these tests check which error, not the retries."""
+from memories import QUICK, fetch_all, ids, memory, push, sync_all
 
 
 def store(path: Path | str | None, tenant: str = "acme", **config: Any) -> Session:
