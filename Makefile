@@ -13,16 +13,21 @@ DEV_TOOLS := "tox>=4.20,<5" "tox-uv>=1.11" "poetry-core>=2.0,<3" "pytest>=8,<10"
 demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py
 
-## test: the whole tox suite (lint, type, per-package, compat, cross, docs)
+## test: the whole tox suite (lint, type, per-package, compat, cross, docs), after installing
+## the servers the memory stores' tests start (Debian packages, when missing)
 test: $(VENV)/.installed
+	tools/system_packages.sh services
 	$(BIN)/tox
 
 $(VENV)/.installed: $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml) Makefile
+	tools/system_packages.sh venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(DEV_TOOLS) \
-		-e "packages/integrations-base[cli,test]" \
-		$(foreach p,$(filter-out integrations-base,$(PACKAGES)),-e packages/$(p))
+		-e "packages/integrations-base[cli,http,otel,testing,test]" \
+		-e packages/integrations-mocks -e packages/integrations-adapters-intent \
+		-e "packages/integrations-adapters-memory[redis,postgres,knowledge-vault,test]" \
+		-e packages/integrations-adapters-vault
 	touch $@
 
 lint: $(VENV)/.installed
