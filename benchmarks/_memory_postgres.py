@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from integrations.adapters.memory_adapters import canonical_json, text_words
-from integrations.adapters.memory_adapters._postgres_backend import search_text
+from integrations.adapters.memory_adapters.postgres._backend import search_text
 from integrations.base import Record
 
 __all__ = ["RawClient", "connector_config", "vacuum_analyze"]

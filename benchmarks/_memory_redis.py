@@ -20,8 +20,8 @@ from typing import cast
 import redis
 
 from integrations.adapters.memory_adapters import canonical_json, text_words
-from integrations.adapters.memory_adapters._redis_backend import search_expression
-from integrations.adapters.memory_adapters._redis_scripts import (
+from integrations.adapters.memory_adapters.redis._backend import search_expression
+from integrations.adapters.memory_adapters.redis._scripts import (
     TenantKeys,
     index_name,
     index_words,

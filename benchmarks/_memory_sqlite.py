@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from integrations.adapters.memory_adapters import canonical_json, text_words
-from integrations.adapters.memory_adapters._sqlite_backend import (
+from integrations.adapters.memory_adapters.sqlite._backend import (
     ADVANCE,
     LAST_SEQ,
     UPSERT,

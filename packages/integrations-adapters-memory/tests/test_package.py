@@ -55,3 +55,23 @@ def test_importing_the_package_imports_no_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert output.strip() == "[]"
+
+
+BACKEND_SUBPACKAGES = {
+    "sqlite": ("SqliteMemoryConfig", "SqliteMemoryConnector"),
+    "redis": ("RedisMemoryConfig", "RedisMemoryConnector"),
+    "postgres": ("PostgresMemoryConfig", "PostgresMemoryConnector"),
+    "knowledge_vault": ("KnowledgeVaultConfig", "KnowledgeVaultConnector"),
+}
+
+
+def test_each_backend_is_a_subpackage_reached_by_its_old_import_path() -> None:
+    # `from integrations.adapters.memory_adapters.sqlite import SqliteMemoryConnector` was a
+    # module path before each backend got its own subpackage; it must keep working.
+    for backend, names in BACKEND_SUBPACKAGES.items():
+        module = importlib.import_module(f"{PACKAGE}.{backend}")
+        assert module.__file__ is not None
+        assert module.__file__.endswith(f"{backend}/__init__.py"), module.__file__
+        for name in names:
+            assert name in module.__all__, (backend, name)
+            assert getattr(module, name).__module__.startswith(f"{PACKAGE}.{backend}")

@@ -27,12 +27,12 @@ from integrations.adapters.memory_adapters import (
     encode_cursor,
     parse_query,
 )
-from integrations.adapters.memory_adapters._postgres_errors import postgres_errors
-from integrations.adapters.memory_adapters._postgres_schema import SCHEMA_VERSION
 from integrations.adapters.memory_adapters.postgres import (
     PostgresMemoryConfig,
     PostgresMemoryConnector,
 )
+from integrations.adapters.memory_adapters.postgres._errors import postgres_errors
+from integrations.adapters.memory_adapters.postgres._schema import SCHEMA_VERSION
 from integrations.base import (
     AuthContext,
     AuthError,

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from integrations.adapters.memory_adapters._postgres_backend import (
+from integrations.adapters.memory_adapters.postgres._backend import (
     PostgresSettings,
     open_postgres,
 )

@@ -22,11 +22,11 @@ from integrations.adapters.memory_adapters import (
     encode_cursor,
     parse_query,
 )
-from integrations.adapters.memory_adapters._sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from integrations.adapters.memory_adapters.sqlite import (
     SqliteMemoryConfig,
     default_path,
 )
+from integrations.adapters.memory_adapters.sqlite._schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from integrations.base import (
     AuthContext,
     ConfigError,

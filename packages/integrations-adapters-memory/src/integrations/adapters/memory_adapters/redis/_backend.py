@@ -44,6 +44,15 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from integrations.adapters.memory_adapters._backend import MemoryPage
+from integrations.adapters.memory_adapters._cursor import (
+    decode_cursor,
+    encode_cursor,
+    pack_numbers,
+    unpack_numbers,
+)
+from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch
+from integrations.adapters.memory_adapters._query import MemoryFilter, MemoryQuery
 from integrations.base import (
     AuthError,
     ConfigError,
@@ -55,11 +64,7 @@ from integrations.base import (
     TransientError,
 )
 
-from ._backend import MemoryPage
-from ._cursor import decode_cursor, encode_cursor, pack_numbers, unpack_numbers
-from ._memory import StoredMemory, WriteBatch
-from ._query import MemoryFilter, MemoryQuery
-from ._redis_scripts import (
+from ._scripts import (
     CHANGES_SCRIPT,
     RECENT_SCRIPT,
     WRITE_SCRIPT,

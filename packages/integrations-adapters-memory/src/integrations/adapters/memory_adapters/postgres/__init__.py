@@ -26,11 +26,11 @@ except ImportError as missing:  # pragma: no cover - the extra is installed in d
     ) from missing
 from pydantic import Field, model_validator
 
+from integrations.adapters.memory_adapters._backend import MemoryBackend
+from integrations.adapters.memory_adapters._connector import MemoryStoreConfig, MemoryStoreConnector
 from integrations.base import ConfigError, ConnectorConfig, Secret
 
-from ._backend import MemoryBackend
-from ._connector import MemoryStoreConfig, MemoryStoreConnector
-from ._postgres_backend import PostgresSettings, open_postgres
+from ._backend import PostgresSettings, open_postgres
 
 __all__ = ["PostgresMemoryConfig", "PostgresMemoryConnector"]
 

@@ -20,10 +20,10 @@ from typing import ClassVar, Final
 import platformdirs
 from pydantic import Field, field_validator
 
+from integrations.adapters.memory_adapters._connector import MemoryStoreConfig, MemoryStoreConnector
 from integrations.base import ConnectorConfig
 
-from ._connector import MemoryStoreConfig, MemoryStoreConnector
-from ._sqlite_backend import SqliteBackend, open_sqlite
+from ._backend import SqliteBackend, open_sqlite
 
 __all__ = ["IN_MEMORY", "SqliteMemoryConfig", "SqliteMemoryConnector", "default_path"]
 

@@ -23,10 +23,10 @@ from typing import ClassVar, Final
 
 from pydantic import Field
 
+from integrations.adapters.memory_adapters._connector import MemoryStoreConfig, MemoryStoreConnector
 from integrations.base import ConnectorConfig, Secret
 
-from ._connector import MemoryStoreConfig, MemoryStoreConnector
-from ._redis_backend import RedisBackend, RedisSettings, open_redis
+from ._backend import RedisBackend, RedisSettings, open_redis
 
 __all__ = ["DEFAULT_URL", "RedisMemoryConfig", "RedisMemoryConnector"]
 

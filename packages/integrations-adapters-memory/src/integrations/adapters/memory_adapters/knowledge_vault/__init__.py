@@ -47,6 +47,14 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from integrations.adapters.memory_adapters._cursor import decode_cursor, encode_cursor
+from integrations.adapters.memory_adapters._memory import Memory, check_push
+from integrations.adapters.memory_adapters._query import (
+    MemoryFilter,
+    MemoryQuery,
+    json_equal,
+    parse_query,
+)
 from integrations.base import (
     AuthContext,
     AuthError,
@@ -71,10 +79,7 @@ from integrations.base import (
     Secret,
 )
 
-from ._cursor import decode_cursor, encode_cursor
-from ._knowledge_vault_api import KnowledgeVaultApi, VaultHit, hits_of
-from ._memory import Memory, check_push
-from ._query import MemoryFilter, MemoryQuery, json_equal, parse_query
+from ._api import KnowledgeVaultApi, VaultHit, hits_of
 
 __all__ = ["DEFAULT_URL", "KnowledgeVaultConfig", "KnowledgeVaultConnector"]
 

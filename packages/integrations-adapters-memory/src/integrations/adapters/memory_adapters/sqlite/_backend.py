@@ -18,6 +18,15 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from integrations.adapters.memory_adapters._backend import MemoryPage
+from integrations.adapters.memory_adapters._cursor import (
+    decode_cursor,
+    encode_cursor,
+    pack_numbers,
+    unpack_numbers,
+)
+from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch, canonical_json
+from integrations.adapters.memory_adapters._query import JsonScalar, MemoryFilter, MemoryQuery
 from integrations.base import (
     ConnectionFailed,
     ConnectorError,
@@ -26,11 +35,7 @@ from integrations.base import (
     TransientError,
 )
 
-from ._backend import MemoryPage
-from ._cursor import decode_cursor, encode_cursor, pack_numbers, unpack_numbers
-from ._memory import StoredMemory, WriteBatch, canonical_json
-from ._query import JsonScalar, MemoryFilter, MemoryQuery
-from ._sqlite_schema import check_version, migrate
+from ._schema import check_version, migrate
 
 __all__ = ["SqliteBackend", "open_sqlite", "sqlite_errors"]
 

@@ -29,14 +29,14 @@ from typing import Any, Final
 import psycopg
 import psycopg_pool
 
+from integrations.adapters.memory_adapters._backend import MemoryPage
+from integrations.adapters.memory_adapters._cursor import decode_cursor, encode_cursor
+from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch, canonical_json
+from integrations.adapters.memory_adapters._query import MemoryFilter, MemoryQuery
 from integrations.base import ConfigError, InvalidRequest, JsonObject
 
-from ._backend import MemoryPage
-from ._cursor import decode_cursor, encode_cursor
-from ._memory import StoredMemory, WriteBatch, canonical_json
-from ._postgres_errors import postgres_errors
-from ._postgres_schema import SCHEMA_VERSION, migrate, qualified
-from ._query import MemoryFilter, MemoryQuery
+from ._errors import postgres_errors
+from ._schema import SCHEMA_VERSION, migrate, qualified
 
 __all__ = ["PostgresBackend", "PostgresSettings", "open_postgres"]
 
