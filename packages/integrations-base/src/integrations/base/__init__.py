@@ -62,6 +62,7 @@ from ._models import (
     RevokeResult,
     SyncResult,
     SyncState,
+    format_utc,
 )
 from ._policy import (
     ALLOW,
@@ -156,5 +157,6 @@ __all__ = [
     "TenantAndActorRequired",
     "TransientError",
     "check_connector_class",
+    "format_utc",
     "load_audit_sink",
 ]

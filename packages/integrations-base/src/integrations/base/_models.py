@@ -59,6 +59,18 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def format_utc(moment: datetime) -> str:
+    """The one spelling of a moment the library emits: RFC 3339 in UTC with a ``Z`` suffix.
+
+    The same spelling pydantic uses when it serialises a UTC datetime, so a record's
+    ``updated_at`` and the timestamps stores, audit events and the CLI write all read alike.
+    A naive datetime is refused rather than guessed.
+    """
+    if moment.tzinfo is None:
+        raise ValueError("format_utc needs a timezone-aware datetime")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def describe_validation_error(error: ValidationError) -> tuple[tuple[str, str], ...]:
     """Return (field, reason) pairs from pydantic's error locations, never the input values."""
     return tuple(
