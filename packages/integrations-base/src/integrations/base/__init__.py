@@ -43,6 +43,7 @@ from ._exceptions import (
     NotSupported,
     PolicyError,
     RateLimited,
+    ResyncRequired,
     SecretError,
     TransientError,
 )
@@ -143,6 +144,7 @@ __all__ = [
     "Record",
     "Registry",
     "Rejection",
+    "ResyncRequired",
     "RetryPolicy",
     "RevokeResult",
     "Secret",

@@ -21,6 +21,7 @@ Our exception hierarchy::
         ├── NotFound
         ├── NotSupported
         ├── InvalidRequest
+        │   └── ResyncRequired
         └── TransientError
             ├── RateLimited
             └── CircuitOpen
@@ -51,6 +52,7 @@ __all__ = [
     "NotSupported",
     "PolicyError",
     "RateLimited",
+    "ResyncRequired",
     "SecretError",
     "TransientError",
 ]
@@ -143,6 +145,10 @@ class NotSupported(ConnectorError, NotImplementedError):
 
 class InvalidRequest(ConnectorError, ValueError):
     """The external system rejected the request as malformed; retrying will not help."""
+
+
+class ResyncRequired(InvalidRequest):
+    """A sync state predates changes the store has compacted away; start a full sync."""
 
 
 class TransientError(ConnectorError):

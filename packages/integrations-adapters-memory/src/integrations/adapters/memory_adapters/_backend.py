@@ -13,7 +13,12 @@ stores and finds memories. Its rules:
   it has words and newest first (by creation) otherwise, with a cursor for the next page that
   neither repeats nor skips memories that stay unchanged while the caller pages.
 - `changes` returns the tenant's memories whose latest change is numbered after `after`,
-  tombstones included, in number order.
+  tombstones included, in number order. When `after` is below the tenant's compaction
+  horizon (the highest change number a compaction removed), some deletions after `after`
+  are gone for good: `changes` raises `ResyncRequired` instead of an incomplete list.
+- `compact` removes tombstones whose deletion is older than `older_than` (for one tenant,
+  or for every tenant when `tenant` is None) in one transaction per tenant, and raises each
+  affected tenant's horizon to the highest change number it removed.
 
 Every call runs inside the backend's `errors()`, which maps the driver's exceptions into the
 library's error tree.
@@ -63,6 +68,10 @@ class MemoryBackend(Protocol):
 
     def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
         """Up to `limit` of `tenant`'s changes numbered after `after`, in number order."""
+        ...
+
+    def compact(self, older_than: datetime, tenant: str | None = None) -> int:
+        """Remove tombstones deleted before `older_than`; the number removed."""
         ...
 
     def close(self) -> None:
