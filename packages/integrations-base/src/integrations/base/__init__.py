@@ -75,7 +75,7 @@ from ._policy import (
     QuorumRequired,
     TenantAndActorRequired,
 )
-from ._registry import ConnectorInfo, Registry, Status
+from ._registry import ConnectorClass, ConnectorInfo, Registry, Status
 from ._resilience import NO_RETRY, BreakerPolicy, CircuitState, RetryPolicy
 from ._secret import Secret
 from ._secrets import EnvSecretProvider, FileSecretProvider, SecretProvider, SecretResolver
@@ -106,6 +106,7 @@ __all__ = [
     "Connection",
     "ConnectionFailed",
     "Connector",
+    "ConnectorClass",
     "ConnectorConfig",
     "ConnectorConflict",
     "ConnectorError",

@@ -46,6 +46,7 @@ from ._version import CONTRACT_VERSION
 __all__ = [
     "DEFAULT_ALLOWED_MODULES",
     "MANIFEST_ENV",
+    "ConnectorClass",
     "ConnectorInfo",
     "ManifestProblem",
     "Registry",
@@ -63,6 +64,7 @@ DEFAULT_ALLOWED_MODULES = ("integrations.",)
 REGISTERED_SOURCE = "<register>"
 
 ConnectorClass = type[Connector[Any]] | type[AsyncConnector[Any]]
+"""What the registry hands out: a sync or an async connector class (`Registry.get`)."""
 
 
 class Status(StrEnum):

@@ -101,8 +101,8 @@ def _operation(session: Session, operation: PlannedOperation) -> BaseModel:
 def run_lifecycle(
     connector: Connector[Any] | str,
     *,
-    config: ConnectorConfig | Mapping[str, Any],
-    context: AuthContext,
+    config: ConnectorConfig | Mapping[str, Any] | None = None,
+    context: AuthContext | None = None,
     plan: Iterable[PlannedOperation] = (),
     governance: Governance | None = None,
     meta: ConnectorMeta | None = None,
@@ -112,12 +112,17 @@ def run_lifecycle(
     """Run auth, connect, every planned operation, then revoke, in one governed session.
 
     `connector` is a connector instance, or the name of one in `registry` (default: the
-    default registry), which then also supplies versions and manifest metadata.
+    default registry), which then also supplies versions and manifest metadata. Without a
+    `config` the config model's defaults are used (a model with required fields then reports
+    its `ConfigError`); without a `context` the caller is anonymous, so the policies decide
+    (the default ones deny it: the report says `denied`).
 
     The plan stops at the first operation that fails with a library error; revoke runs in
     every case. Library errors are reported (`LifecycleReport.error`), not raised; any other
     exception propagates after revoke.
     """
+    config = {} if config is None else config
+    context = AuthContext() if context is None else context  # anonymous: no tenant, no actor
     if isinstance(connector, str):
         from .registry import default_registry
 
