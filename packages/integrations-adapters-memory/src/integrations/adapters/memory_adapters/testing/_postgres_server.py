@@ -5,7 +5,8 @@ starts ``postgres`` on a free loopback port (its socket directory inside the tem
 directory, durability off: the data is thrown away), creates a plain login role owning a
 database, and yields a DSN for that role. The role is neither a superuser nor allowed to
 bypass row-level security, so code connecting with the DSN meets the policies a production
-application role meets. On exit the server gets a fast shutdown and the directory is removed.
+application role meets. On exit the server gets a fast shutdown and the directory is removed;
+a watchdog does both (immediate shutdown) if the process that started it dies first.
 
 PostgreSQL refuses to run as root: under root the cluster belongs to, and the server runs as,
 the ``postgres`` system account.
@@ -26,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from ._watchdog import Watchdog
 
 __all__ = ["postgres_server"]
 
@@ -83,20 +86,23 @@ def postgres_server() -> Iterator[str]:
     bindir = _binaries()
     account = _account()
     root = Path(tempfile.mkdtemp(prefix="integrations-postgres-"))
+    watchdog = Watchdog(root, signal.SIGQUIT, grace=STOP_SECONDS)
     try:
         os.chmod(root, 0o700)
         if account.user is not None:
             os.chown(root, account.uid, account.gid)
         data = root / "data"
         _run([str(bindir / "initdb"), *_initdb_arguments(data)], account, root)
-        process, port = _start(bindir, data, root, account)
+        process, port = _start(bindir, data, root, account, watchdog)
         try:
             _create_application_role(port)
             yield f"postgresql://{APP_ROLE}@127.0.0.1:{port}/{APP_ROLE}"
         finally:
             _stop(process)
+            watchdog.forget()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        watchdog.release()
 
 
 def _binaries() -> Path:
@@ -187,7 +193,7 @@ def _environment(account: _Account) -> dict[str, str]:
 
 
 def _start(
-    bindir: Path, data: Path, root: Path, account: _Account
+    bindir: Path, data: Path, root: Path, account: _Account, watchdog: Watchdog
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the server on a free port, retrying on a fresh port when the port was taken."""
     failure = ""
@@ -207,9 +213,11 @@ def _start(
                 group=account.switch_gid,
                 extra_groups=account.switch_groups,
             )
+        watchdog.watch(process.pid)
         if _ready(process, port):
             return process, port
         _stop(process)
+        watchdog.forget()
         failure = log.read_text(errors="replace").strip()
     raise RuntimeError(f"PostgreSQL did not start after {START_ATTEMPTS} attempts: {failure}")
 

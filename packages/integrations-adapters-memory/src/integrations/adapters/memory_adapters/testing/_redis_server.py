@@ -1,7 +1,8 @@
 """A throwaway `redis-server` for tests and benchmarks.
 
 The server is the installed ``redis-server`` binary, started on a free loopback port in a
-temporary directory with persistence off, so nothing it stores outlives it. RediSearch is
+temporary directory with persistence off, so nothing it stores outlives it; a watchdog stops
+it and removes the directory if the process that started it dies without doing so. RediSearch is
 loaded from the Debian module directory when it is installed and asked for; a missing
 ``redis-server`` is an error, never a silently skipped test.
 """
@@ -9,6 +10,7 @@ loaded from the Debian module directory when it is installed and asked for; a mi
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
+
+from ._watchdog import Watchdog
 
 __all__ = ["redis_server"]
 
@@ -44,16 +48,25 @@ def redis_server(*, search: bool = True) -> Iterator[str]:
             "redis-server is not installed (not found on PATH); install it, for example "
             "with: apt-get install redis-server"
         )
-    with tempfile.TemporaryDirectory(prefix="integrations-redis-") as directory:
+    directory = Path(tempfile.mkdtemp(prefix="integrations-redis-"))
+    watchdog = Watchdog(directory, signal.SIGTERM, grace=STOP_TIMEOUT)
+    try:
         port = _free_port()
-        command = [binary, *_arguments(port, Path(directory), search)]
-        with open(Path(directory) / "redis.log", "wb") as log:
-            process = subprocess.Popen(command, cwd=directory, stdout=log, stderr=log)
-            try:
-                _wait_until_ready(process, port, Path(directory) / "redis.log")
-                yield f"redis://127.0.0.1:{port}/0"
-            finally:
-                _stop(process, port)
+        command = [binary, *_arguments(port, directory, search)]
+        with open(directory / "redis.log", "wb") as log:
+            process = subprocess.Popen(
+                command, cwd=directory, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            )
+        watchdog.watch(process.pid)
+        try:
+            _wait_until_ready(process, port, directory / "redis.log")
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            _stop(process, port)
+            watchdog.forget()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        watchdog.release()
 
 
 def _arguments(port: int, directory: Path, search: bool) -> list[str]:
