@@ -76,8 +76,12 @@ FAST = RetryPolicy(
 """Quick retries for the tests: waits of at most 0.05, 0.1, 0.2 s (jitter 0.5 by default)."""
 STEADY = FAST.model_copy(update={"jitter": 0.0})
 """The same without jitter: waits of exactly 0.05, 0.1, 0.2 s."""
-TIMING_SLACK = 0.25
-"""Generous allowance for scheduling noise when an elapsed time is compared with a bound."""
+TIMING_SLACK = 0.7
+"""Allowance for scheduling noise when an elapsed time is compared with an upper bound.
+
+Generous enough for a loaded machine, and still below every gap that a broken behaviour would
+show: a timed-out attempt stays below the 1 s the slow reply takes, a deadline overrun stays
+below another attempt's worth of waiting."""
 
 
 # -- the connector under test ---------------------------------------------------------------
@@ -407,7 +411,7 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for(
     assert error.retry_after == 5
     assert any("max_retry_after" in note for note in error.__notes__)
     assert len(server.seen("/items")) == 1
-    assert elapsed < 1
+    assert elapsed < 2.5  # far below the 5 s the server asked for
 
 
 def test_retries_stop_after_max_attempts(server: LoopbackServer, sink: MemoryAuditSink) -> None:

@@ -150,14 +150,15 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def test_delay_slows_the_chosen_calls(ready: MockConnector) -> None:
-    ready.faults.delay("fetch", 0.05, times=1)
+    # A delay far above what an undelayed in-memory fetch takes even on a loaded machine.
+    ready.faults.delay("fetch", 1.0, times=1)
 
     slow = timed(lambda: ready.fetch(FetchQuery()))
     fast = timed(lambda: ready.fetch(FetchQuery()))
 
-    assert slow >= 0.05
-    assert fast < 0.05
-    assert ready.calls_to("fetch")[0].duration_seconds >= 0.05
+    assert slow >= 1.0
+    assert fast < 1.0
+    assert ready.calls_to("fetch")[0].duration_seconds >= 1.0
 
 
 def test_config_latency_slows_every_operation(open_connector: OpenConnector) -> None:
