@@ -4,16 +4,23 @@ The tenant an operation runs for is the one of the auth context given to `auth`,
 that: no payload field, filter or cursor can name another tenant. `auth` needs no round trip
 (the backends authenticate the connection itself with the credentials of the config, when
 `connect` opens it); it issues a session token that `revoke` ends, closing the connection.
+
+Tombstones are kept for sync until they are compacted: `compact` removes the tenant's old ones
+on demand, and with `tombstone_retention_seconds` set the connector compacts after a push at
+most once per `compaction_interval_seconds` (no background thread: a connector that is not
+pushing to has nothing new to compact).
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import ClassVar, Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Final, Generic, TypeVar
 
 from pydantic import Field
 
@@ -26,8 +33,10 @@ from integrations.base import (
     ConfigError,
     Connection,
     ConnectorConfig,
+    ContractError,
     FetchQuery,
     FetchResult,
+    InvalidRequest,
     LifecycleError,
     PushPayload,
     PushResult,
@@ -42,7 +51,20 @@ from ._cursor import decode_sync_state, encode_sync_state
 from ._memory import check_push
 from ._query import parse_query
 
-__all__ = ["MemoryStoreConfig", "MemoryStoreConnector"]
+__all__ = ["Clock", "MemoryStoreConfig", "MemoryStoreConnector"]
+
+logger = logging.getLogger("integrations.memory")
+
+Clock = Callable[[], datetime]
+"""What tells a connector the time: returns a timezone-aware datetime."""
+
+_CENTURY: Final = 100 * 366 * 24 * 3600.0
+"""Longest retention or interval in seconds: beyond it, now minus the retention overflows."""
+
+
+def utc_now() -> datetime:
+    """The default clock: the current time in UTC."""
+    return datetime.now(UTC)
 
 
 class MemoryStoreConfig(ConnectorConfig):
@@ -53,6 +75,19 @@ class MemoryStoreConfig(ConnectorConfig):
 
     sync_page_size: int = Field(default=1000, ge=1, le=10_000)
     """Changes one sync call returns at most; `has_more` says when more are waiting."""
+
+    tombstone_retention_seconds: float | None = Field(
+        default=None, gt=0, le=_CENTURY, allow_inf_nan=False
+    )
+    """How long a deletion stays visible to sync before scheduled compaction removes it; None
+    keeps tombstones forever (compaction then runs only when `compact` is called). A sync
+    state older than the retention may get `ResyncRequired`."""
+
+    compaction_interval_seconds: float = Field(
+        default=3600.0, ge=0, le=_CENTURY, allow_inf_nan=False
+    )
+    """The least time between two scheduled compactions of one connector (0: after every
+    push). Only used with a `tombstone_retention_seconds`."""
 
 
 ConfigT = TypeVar("ConfigT", bound=MemoryStoreConfig)
@@ -75,7 +110,9 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
     )
     backend_name: ClassVar[str] = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = utc_now) -> None:
+        """`clock` stamps changes and schedules compaction (tests give a settable one)."""
+        self.clock = clock
         self._lock = threading.RLock()
         self._io = (
             threading.Lock()
@@ -83,6 +120,7 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
         self._grant: _Grant | None = None
         self._backend: MemoryBackend | None = None
         self._config: ConfigT | None = None
+        self._last_compaction: datetime | None = None  # of the schedule, by `clock`
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(connected={self._backend is not None})"
@@ -136,15 +174,21 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
 
     def push(self, payload: PushPayload) -> PushResult:
         """Upsert and delete the payload's memories in one transaction; reject bad records."""
-        tenant, backend, _ = self._session("push")
+        tenant, backend, config = self._session("push")
         batch, accepted, rejected = check_push(payload)
         if batch:
             with self._io, backend.errors():
-                backend.write(tenant, batch, datetime.now(UTC))
+                backend.write(tenant, batch, self._now())
+        self._compact_if_due(tenant, backend, config)
         return PushResult(accepted=accepted, rejected=rejected)
 
     def sync(self, state: SyncState) -> SyncResult:
-        """The tenant's changes after `state` in change order, tombstones included."""
+        """The tenant's changes after `state` in change order, tombstones included.
+
+        A state from before the tenant's compaction horizon raises the backend's
+        `ResyncRequired` as it is (an `InvalidRequest`, so sessions do not retry it): the
+        caller starts again from `SyncState()`.
+        """
         tenant, backend, config = self._session("sync")
         after = decode_sync_state(state)
         with self._io, backend.errors():
@@ -156,6 +200,18 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
             changes=tuple(memory.to_record() for memory in page),
             has_more=len(changes) > len(page),
         )
+
+    def compact(self, older_than: datetime | timedelta) -> int:
+        """Remove the tenant's tombstones deleted before `older_than`; how many were removed.
+
+        `older_than` is a timezone-aware time, or an age (a non-negative `timedelta`: now
+        minus it). Live memories are never removed. Sync states from before the newest
+        removed deletion get `ResyncRequired` from then on.
+        """
+        tenant, backend, _ = self._session("compact")
+        horizon = self._cutoff(older_than)
+        with self._io, backend.errors():
+            return backend.compact(horizon, tenant)
 
     def revoke(self, token: AuthToken) -> RevokeResult:
         """End the session of `token` and close the connection."""
@@ -170,6 +226,76 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
         return RevokeResult(revoked=True, detail="session ended; connection closed")
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        now: object = self.clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ContractError(
+                f"the clock of {type(self).__name__} must return a timezone-aware datetime, "
+                f"got {now!r}"
+            )
+        return now.astimezone(UTC)
+
+    def _cutoff(self, older_than: datetime | timedelta) -> datetime:
+        """The deletion time before which tombstones go; `InvalidRequest` when it has none."""
+        given: object = older_than  # checked as any object: callers may be untyped
+        if isinstance(given, timedelta):
+            if given < timedelta(0):
+                raise InvalidRequest(f"compact(older_than={given!r}): an age must not be negative")
+            try:
+                return self._now() - given
+            except OverflowError:
+                raise InvalidRequest(
+                    f"compact(older_than={given!r}): now minus this age is before year 1"
+                ) from None
+        if not isinstance(given, datetime):
+            raise InvalidRequest(
+                "compact(older_than=...) takes a timezone-aware datetime or a timedelta, got "
+                f"{type(given).__name__}"
+            )
+        if given.utcoffset() is None:
+            raise InvalidRequest(
+                f"compact(older_than={given.isoformat()}): the time has no timezone; give an "
+                "aware datetime such as datetime.now(UTC) - timedelta(days=30)"
+            )
+        return given.astimezone(UTC)
+
+    def _compact_if_due(self, tenant: str, backend: MemoryBackend, config: ConfigT) -> None:
+        """The scheduled compaction, after a successful push, when the interval has passed.
+
+        A failure is logged and leaves the schedule where it was, so the next push tries
+        again: the push itself has succeeded and must not be reported as failed.
+        """
+        retention = config.tombstone_retention_seconds
+        if retention is None:
+            return
+        now = self._now()
+        interval = timedelta(seconds=config.compaction_interval_seconds)
+        with self._lock:
+            last = self._last_compaction
+            if last is not None and timedelta(0) <= now - last < interval:
+                return
+            self._last_compaction = now  # claimed: a concurrent push does not compact too
+        try:
+            with self._io, backend.errors():
+                removed = backend.compact(now - timedelta(seconds=retention), tenant)
+        except Exception:
+            with self._lock:
+                if self._last_compaction == now:
+                    self._last_compaction = last
+            logger.warning(
+                "scheduled compaction of the %s memory store failed; the next push retries it",
+                self.backend_name,
+                exc_info=True,
+                extra={"connector": self.backend_name, "tenant": tenant},
+            )
+            return
+        logger.debug(
+            "scheduled compaction of the %s memory store removed %d tombstones",
+            self.backend_name,
+            removed,
+            extra={"connector": self.backend_name, "tenant": tenant},
+        )
 
     def _session(self, operation: str) -> tuple[str, MemoryBackend, ConfigT]:
         with self._lock:

@@ -6,6 +6,9 @@ and the numbers are committed in order whatever process writes. A batch is one
 ``executemany`` of an upsert whose ``WHERE`` skips memories already stored as pushed (they
 keep their change number; the number handed to them is left unused) and one of tombstones.
 
+A sync reads the tenant's compaction horizon and its changes in one read transaction (one
+WAL snapshot), so a compaction committing in between cannot slip past the check.
+
 Every sqlite3 exception is mapped in `sqlite_errors` alone.
 """
 
@@ -32,6 +35,7 @@ from integrations.base import (
     ConnectorError,
     InvalidRequest,
     JsonObject,
+    ResyncRequired,
     TransientError,
 )
 
@@ -135,6 +139,25 @@ _CHANGES: Final = f"""
 SELECT {_COLUMNS} FROM memories m WHERE m.tenant = ? AND m.seq > ? ORDER BY m.seq LIMIT ?
 """
 
+HORIZON: Final = "SELECT horizon FROM tenant_sequences WHERE tenant = ?"
+
+COMPACTABLE: Final = """
+SELECT DISTINCT tenant FROM memories WHERE deleted = 1 AND updated_at < ? ORDER BY tenant
+"""
+"""The tenants that have tombstones deleted before a time."""
+
+OLD_TOMBSTONES: Final = """
+SELECT count(*), max(seq) FROM memories WHERE tenant = ?1 AND deleted = 1 AND updated_at < ?2
+"""
+
+REMOVE_TOMBSTONES: Final = (
+    "DELETE FROM memories WHERE tenant = ?1 AND deleted = 1 AND updated_at < ?2"
+)
+
+RAISE_HORIZON: Final = """
+UPDATE tenant_sequences SET horizon = max(horizon, ?2) WHERE tenant = ?1
+"""
+
 
 def match_expression(words: Sequence[str]) -> str:
     """An FTS5 query that every word must match, each quoted so none is read as FTS syntax."""
@@ -226,11 +249,57 @@ class SqliteBackend:
                     db.execute("ROLLBACK")
             raise
 
+    def compact(self, older_than: datetime, tenant: str | None = None) -> int:
+        """Remove tombstones deleted before `older_than`, one transaction per tenant.
+
+        Each tenant's horizon rises to the highest change number removed, in the transaction
+        that removes them. Tombstones are not in the full-text index, so deleting their rows
+        leaves it as it is (its delete trigger only fires for live rows).
+        """
+        stamp = _micros(older_than)
+        if tenant is not None:
+            return self._compact_tenant(tenant, stamp)
+        tenants = [row[0] for row in self._db.execute(COMPACTABLE, (stamp,)).fetchall()]
+        return sum(self._compact_tenant(name, stamp) for name in tenants)
+
+    def _compact_tenant(self, tenant: str, stamp: int) -> int:
+        with self._transaction() as db:
+            count, highest = db.execute(OLD_TOMBSTONES, (tenant, stamp)).fetchone()
+            if count:
+                db.execute(REMOVE_TOMBSTONES, (tenant, stamp))
+                db.execute(RAISE_HORIZON, (tenant, highest))
+        return int(count)
+
     # -- reads ------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: its statements see one snapshot of the file (WAL)."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")  # it only read: nothing to keep
+
     def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
-        """The tenant's changes numbered after `after`, tombstones included, in number order."""
-        rows = self._db.execute(_CHANGES, (tenant, after, limit)).fetchall()
+        """The tenant's changes numbered after `after`, tombstones included, in number order.
+
+        `ResyncRequired` when deletions after `after` were compacted away. The horizon and
+        the changes are read in one transaction, so they come from the same snapshot.
+        """
+        with self._snapshot() as db:
+            if after > 0:
+                row = db.execute(HORIZON, (tenant,)).fetchone()
+                horizon = row[0] if row is not None else 0
+                if after < horizon:
+                    raise ResyncRequired(
+                        f"the sync state (after change {after}) is older than the store's "
+                        f"compaction horizon (change {horizon}): deletions it has not seen were "
+                        "removed for good; start a full sync from an empty state (SyncState())"
+                    )
+            rows = db.execute(_CHANGES, (tenant, after, limit)).fetchall()
         return tuple(_stored(row) for row in rows)
 
     def query(self, tenant: str, query: MemoryQuery) -> MemoryPage:

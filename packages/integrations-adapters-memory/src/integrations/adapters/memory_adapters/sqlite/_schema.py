@@ -19,6 +19,10 @@ Layout:
   triggers, so every writer of the file (whatever client) keeps it right.
 - ``memories_updated``: live memories by tenant and last change time, for the
   ``updated_after`` / ``updated_before`` filters (the second step).
+- ``tenant_sequences.horizon`` and ``memories_tombstones`` (the third step): the tenant's
+  compaction horizon, the highest change number a compaction removed (0: none), kept with
+  the sequence it belongs to; and tombstones by tenant and deletion time, which is what
+  compaction looks for.
 """
 
 from __future__ import annotations
@@ -92,7 +96,12 @@ _UPDATED_INDEX: Final = (
     "CREATE INDEX memories_updated ON memories (tenant, updated_at) WHERE deleted = 0",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_MEMORIES, _UPDATED_INDEX)
+_COMPACTION: Final = (
+    "ALTER TABLE tenant_sequences ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX memories_tombstones ON memories (tenant, updated_at) WHERE deleted = 1",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_MEMORIES, _UPDATED_INDEX, _COMPACTION)
 """Migration steps in order; step i brings a file from user_version i to i + 1. Append only."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
