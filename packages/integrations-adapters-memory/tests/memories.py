@@ -6,7 +6,9 @@ the SQLite, Redis and PostgreSQL tests say the same thing the same way.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from integrations.base import (
@@ -69,3 +71,28 @@ def sync_all(session: Session, state: SyncState) -> tuple[list[Record], SyncStat
         if not result.has_more:
             return changes, state
     raise AssertionError("sync never ended")
+
+
+class Clock:
+    """A clock a test moves by hand: give `clock.now` to a connector as its `clock`.
+
+    It starts at the current time, so stored times stay realistic, and only moves forward
+    when told: a test of what happens after an hour never waits an hour.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime.now(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """The time the clock shows."""
+        with self._lock:
+            return self._now
+
+    def advance(self, **delta: float) -> datetime:
+        """Move forward by ``timedelta(**delta)``; the new time."""
+        step = timedelta(**delta)
+        assert step >= timedelta(0), "the clock only moves forward"
+        with self._lock:
+            self._now += step
+            return self._now
