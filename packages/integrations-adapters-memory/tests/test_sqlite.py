@@ -20,10 +20,12 @@ from integrations.adapters.memory_adapters import (
     MemoryFilter,
     StoredMemory,
     encode_cursor,
+    encode_sync_state,
     parse_query,
 )
 from integrations.adapters.memory_adapters.sqlite import (
     SqliteMemoryConfig,
+    SqliteMemoryConnector,
     default_path,
 )
 from integrations.adapters.memory_adapters.sqlite._schema import MIGRATIONS, SCHEMA_VERSION, migrate
@@ -36,6 +38,7 @@ from integrations.base import (
     InvalidRequest,
     PushPayload,
     Record,
+    ResyncRequired,
     Session,
     SyncState,
     TransientError,
@@ -44,6 +47,14 @@ from integrations.base import (
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
 from memories import QUICK, fetch_all, ids, memory, push, sync_all
+
+
+def delete(session: Session, *memory_ids: str) -> None:
+    push(session, *(Record(id=memory_id, deleted=True) for memory_id in memory_ids))
+
+
+def changes_of(records: list[Record]) -> list[tuple[str, bool]]:
+    return [(record.id, record.deleted) for record in records]
 
 
 def store(path: Path | str | None, tenant: str = "acme", **config: Any) -> Session:
@@ -534,7 +545,7 @@ def test_an_older_file_is_migrated_and_keeps_its_memories(path: Path) -> None:
     with store(path) as session:
         found = fetch_all(session, FetchQuery(text="legacy"), limit=10)
         assert sorted(ids(found)) == [f"m{i:02d}" for i in range(1, 26)]
-        assert found[0].data["created_at"] == "2024-05-01T00:00:00+00:00"
+        assert found[0].data["created_at"] == "2024-05-01T00:00:00Z"
         state = sync_all(session, SyncState())[1]
         assert state.bookmarks == {"seq": 25}
         push(session, memory("new", "after the migration"))
@@ -542,6 +553,55 @@ def test_an_older_file_is_migrated_and_keeps_its_memories(path: Path) -> None:
         assert (ids(changes), state.bookmarks) == (["new"], {"seq": 26})
     with sqlite3.connect(path) as raw_again:
         assert raw_again.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_file_from_before_compaction_is_migrated_and_can_be_compacted(path: Path) -> None:
+    raw = sqlite3.connect(path, isolation_level=None)
+    assert migrate(raw, MIGRATIONS[:2]) == 2
+    old = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp() * 1_000_000)
+    raw.executemany(
+        "INSERT INTO memories (tenant, id, text, tags, metadata, created_at, updated_at, "
+        "created_order, seq, deleted) VALUES ('acme', ?, ?, '[]', '{}', ?, ?, ?, ?, ?)",
+        [("live", "legacy note", old, old, 1, 1, 0), ("gone", "", old, old, 2, 2, 1)],
+    )
+    raw.execute("INSERT INTO tenant_sequences VALUES ('acme', 2)")
+    raw.close()
+    before = encode_sync_state(1)
+    with store(path) as session:
+        assert changes_of(sync_all(session, before)[0]) == [("gone", True)]  # no horizon yet
+        connector = session.connector
+        assert isinstance(connector, SqliteMemoryConnector)
+        assert connector.compact(timedelta(days=1)) == 1
+        with pytest.raises(ResyncRequired, match="full sync"):
+            session.sync(before)
+        assert ids(session.fetch(FetchQuery(text="legacy")).records) == ["live"]
+    with sqlite3.connect(path) as raw_again:
+        assert raw_again.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert raw_again.execute(
+            "SELECT tenant, last_seq, horizon FROM tenant_sequences"
+        ).fetchall() == [("acme", 2, 2)]
+
+
+def test_compaction_keeps_the_full_text_index_in_step(path: Path) -> None:
+    with store(path) as session:
+        push(session, *[memory(f"m{i}", f"shared word {i} extra{i}") for i in range(20)])
+        delete(session, *[f"m{i}" for i in range(0, 20, 2)])
+        push(session, memory("m0", "shared word back"), memory("m3", "shared word edited"))
+        connector = session.connector
+        assert isinstance(connector, SqliteMemoryConnector)
+        assert connector.compact(datetime.now(UTC) + timedelta(minutes=1)) == 9
+        found = sorted(ids(fetch_all(session, FetchQuery(text="shared"), limit=100)))
+        assert found == sorted(["m0", *(f"m{i}" for i in range(1, 20, 2))])
+        assert ids(session.fetch(FetchQuery(text="extra4")).records) == []
+        assert ids(session.fetch(FetchQuery(text="edited")).records) == ["m3"]
+    with sqlite3.connect(path) as raw:
+        # Every live memory is indexed and nothing else; with no tombstone left in the
+        # content table, FTS5 can check the index against the content row by row.
+        indexed = raw.execute("SELECT id FROM memories_fts_docsize ORDER BY id").fetchall()
+        live = raw.execute("SELECT ref FROM memories WHERE deleted = 0 ORDER BY ref").fetchall()
+        assert indexed == live
+        assert raw.execute("SELECT count(*) FROM memories WHERE deleted = 1").fetchone() == (0,)
+        raw.execute("INSERT INTO memories_fts (memories_fts, rank) VALUES ('integrity-check', 1)")
 
 
 def test_a_file_from_a_newer_release_is_refused_and_left_untouched(path: Path) -> None:
