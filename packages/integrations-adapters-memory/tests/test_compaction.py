@@ -320,9 +320,10 @@ def test_compacting_one_tenant_leaves_the_others_alone(store: Store) -> None:
 def test_a_push_compacts_once_the_interval_has_passed(store: Store) -> None:
     schedule = {"tombstone_retention_seconds": 60, "compaction_interval_seconds": 3600}
     with store.open(**schedule) as session:
+        # The first push compacts at once (no tombstone yet); the interval starts there.
         push(session, memory("a", "first"), memory("b", "second"), memory("c", "third"))
         start = sync_all(session, SyncState())[1]
-        delete(session, "a")  # compacts at once (the first push): nothing is a minute old
+        delete(session, "a")
         store.clock.advance(minutes=10)
         delete(session, "b")  # `a` is ten minutes old, but the interval has not passed
         assert changes_of(sync_all(session, start)[0]) == [("a", True), ("b", True)]
