@@ -60,6 +60,8 @@ class Steps:
     memory_connectors: list[dict[str, Any]]
     redis_without_driver: str
     console_script: subprocess.CompletedProcess[str]
+    doctor: subprocess.CompletedProcess[str]
+    strict_doctor: subprocess.CompletedProcess[str]
 
 
 def listed(python: Path) -> list[dict[str, Any]]:
@@ -83,14 +85,26 @@ def steps(venv_factory: VenvFactory, wheels: dict[str, Path]) -> Steps:
         timeout=120,
     )
     venv.install(wheels["integrations-base"], wheels["integrations-adapters-memory"])
+    with_memory = venv.probe(MODULES)
+    memory_connectors = listed(venv.python)
+    redis_without_driver = run([str(venv.python), "-c", _GET_REDIS]).strip()
+    venv.install(f"integrations-base[cli] @ {wheels['integrations-base'].as_uri()}")
     return Steps(
         core=core,
-        with_memory=venv.probe(MODULES),
+        with_memory=with_memory,
         core_connectors=core_connectors,
-        memory_connectors=listed(venv.python),
-        redis_without_driver=run([str(venv.python), "-c", _GET_REDIS]).strip(),
+        memory_connectors=memory_connectors,
+        redis_without_driver=redis_without_driver,
         console_script=console_script,
+        doctor=_integrations(venv.path, "doctor", "--json"),
+        strict_doctor=_integrations(venv.path, "doctor", "--strict", "--json"),
     )
+
+
+def _integrations(environment: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The environment's `integrations` console script, run to its end."""
+    command = [str(environment / "bin" / "integrations"), *arguments]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 
 def test_base_and_mocks_alone_install_exactly_those(steps: Steps) -> None:
@@ -127,18 +141,34 @@ def test_the_registry_lists_the_mock_alone_with_base_and_mocks(steps: Steps) -> 
     assert steps.core_connectors[0]["distribution"] == "integrations-mocks"
 
 
-def test_adding_the_memory_wheel_is_picked_up_and_brings_no_problem(steps: Steps) -> None:
-    # Listing reads manifests without importing: the Redis, PostgreSQL and Knowledge Vault
-    # connectors are listed although their drivers (extras) are not installed.
-    rows = {row["name"]: (row["status"], row["distribution"]) for row in steps.memory_connectors}
-    memory = ("ok", "integrations-adapters-memory")
-    assert rows == {
+def test_adding_the_memory_wheel_lists_the_stores_whose_driver_is_missing_as_unavailable(
+    steps: Steps,
+) -> None:
+    # Listing reads manifests and metadata without importing: the Redis, PostgreSQL and
+    # Knowledge Vault stores are listed, unavailable until their extra (driver) is installed.
+    rows = {row["name"]: row for row in steps.memory_connectors}
+    assert {name: (row["status"], row["distribution"]) for name, row in rows.items()} == {
         "mock": ("ok", "integrations-mocks"),
-        "memory.sqlite": memory,
-        "memory.redis": memory,
-        "memory.postgres": memory,
-        "memory.knowledge_vault": memory,
+        "memory.sqlite": ("ok", "integrations-adapters-memory"),
+        "memory.redis": ("unavailable", "integrations-adapters-memory"),
+        "memory.postgres": ("unavailable", "integrations-adapters-memory"),
+        "memory.knowledge_vault": ("unavailable", "integrations-adapters-memory"),
     }
+    assert {name: row["install"] for name, row in rows.items() if row["install"]} == {
+        "memory.redis": "pip install 'integrations-adapters-memory[redis]'",
+        "memory.postgres": "pip install 'integrations-adapters-memory[postgres]'",
+        "memory.knowledge_vault": "pip install 'integrations-adapters-memory[knowledge-vault]'",
+    }
+
+
+def test_doctor_passes_with_missing_extras_and_fails_only_when_strict(steps: Steps) -> None:
+    assert steps.doctor.returncode == 0, steps.doctor.stderr
+    statuses = {row["name"]: row["status"] for row in json.loads(steps.doctor.stdout)}
+    assert statuses["memory.redis"] == "unavailable"
+    assert statuses["memory.sqlite"] == "ok"
+    assert "broken" not in statuses.values()
+    assert steps.strict_doctor.returncode == 1
+    assert json.loads(steps.strict_doctor.stdout) == json.loads(steps.doctor.stdout)
 
 
 def test_a_store_whose_driver_is_missing_says_which_extra_to_install(steps: Steps) -> None:

@@ -39,6 +39,7 @@ from integrations.base import (
     Session,
     SyncState,
     TransientError,
+    format_utc,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -145,7 +146,7 @@ def test_fetch_rebuilds_pushed_memories_exactly(session: Session) -> None:
     assert first.data["tags"] == ["b", "a"]
     assert first.data["metadata"] == metadata
     assert first.updated_at is not None
-    assert first.data["created_at"] == first.updated_at.isoformat()
+    assert first.data["created_at"] == format_utc(first.updated_at)
 
 
 def test_every_word_of_the_text_must_match(session: Session) -> None:

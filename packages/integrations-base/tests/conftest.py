@@ -173,13 +173,15 @@ class FakeSite:
         version: str = "1.0",
         entry_point: str | None = None,
         package: str | None = None,
+        extras: Mapping[str, Sequence[str]] | None = None,
     ) -> FakeDistribution:
         """Install a fake distribution named ``fake-<stem>-<tag>``.
 
         `modules` maps module stems (inside the distribution's own package) to their source;
         `manifest` is the document (dict) or raw bytes of ``<package>/manifest.json`` (None:
         no manifest file). `entry_point` overrides the entry point's value (the package);
-        `package` is the import package's name (default: a fresh `unique` one).
+        `package` is the import package's name (default: a fresh `unique` one); `extras` maps
+        each optional extra to its requirements (``Provides-Extra`` and ``Requires-Dist``).
         """
         name = f"fake-{stem}-{self.tag}"
         package = package or self.unique(stem.replace("-", "_"))
@@ -199,8 +201,14 @@ class FakeSite:
             files.append(f"{package}/manifest.json")
         dist_info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
         dist_info.mkdir()
+        extra_lines = "".join(
+            f"Provides-Extra: {extra}\n"
+            + "".join(f'Requires-Dist: {item}; extra == "{extra}"\n' for item in requirements)
+            for extra, requirements in (extras or {}).items()
+        )
         (dist_info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{extra_lines}",
+            encoding="utf-8",
         )
         (dist_info / "entry_points.txt").write_text(
             f"[integrations.manifests]\n{name} = {entry_point or package}\n", encoding="utf-8"

@@ -105,8 +105,10 @@ def test_list_table(fake_site: FakeSite) -> None:
     assert result.exit_code == 0
     assert name in result.stdout
     assert dist.name in result.stdout
-    for header in ("name", "distribution", "version", "capabilities", "status", "problem"):
+    for header in ("name", "distribution", "version", "capabilities", "status"):
         assert header in result.stdout
+    # No row has a problem: the column would be empty, so it is left out.
+    assert "problem" not in result.stdout.splitlines()[1]
 
 
 def test_list_with_an_application_manifest_option(
@@ -400,3 +402,100 @@ def test_subprocess_help(fake_site: FakeSite) -> None:
     assert "Discover, inspect and check the connectors" in done.stdout
     for name in ("list", "show", "doctor", "manifest"):
         assert name in done.stdout
+
+
+# -- list at every width ---------------------------------------------------------------------
+
+
+def listing_fixture(site: FakeSite) -> list[str]:
+    """A long-named connector and an incompatible one (a problem to show); every name listed."""
+    install(site, "knowledge_archive_long_name")
+    install(site, "from_the_future", contract=">=2.5,<3")
+    rows = json.loads(invoke("list", "--json").stdout)
+    return [row["name"] for row in rows if row["name"]]
+
+
+def listing(columns: str | None) -> str:
+    result = CliRunner(env={"COLUMNS": columns}).invoke(cli, ["list"], catch_exceptions=False)
+    assert result.exit_code == 0
+    return result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_list_in_a_narrow_terminal_keeps_every_name_whole(
+    fake_site: FakeSite, columns: int
+) -> None:
+    names = listing_fixture(fake_site)
+
+    output = listing(str(columns))
+
+    lines = output.splitlines()
+    table = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert "…" not in output
+    assert max(len(line) for line in table) <= columns
+    table_rows = [line for line in table if line.startswith("│")]
+    for name in names:
+        assert any(line.split("│")[1].strip() == name for line in table_rows), name
+    # What gave way: the problem moved below the table, whole, one line per connector (the
+    # terminal wraps it, so it copies as one line); the distribution went next.
+    assert "problem" not in table[1]
+    assert "distribution" not in table[1]
+    assert "status" in table[1]
+    [future] = [name for name in names if name.endswith("from_the_future")]
+    assert f"{future}: supports contract >=2.5,<3, installed contract is 1.0.0" in lines
+
+
+def test_list_piped_shows_every_column_and_cuts_nothing(fake_site: FakeSite) -> None:
+    names = listing_fixture(fake_site)
+
+    output = listing(None)  # no terminal and no COLUMNS: as wide as the rows need
+
+    lines = output.splitlines()
+    assert "…" not in output
+    for header in ("name", "distribution", "version", "capabilities", "status", "problem"):
+        assert header in lines[1]
+    table_rows = [line for line in lines if line.startswith("│")]
+    for name in names:
+        assert any(line.split("│")[1].strip() == name for line in table_rows), name
+    assert any("supports contract >=2.5,<3, installed contract is" in line for line in table_rows)
+
+
+def test_list_in_a_real_80_column_terminal_keeps_every_name_whole(fake_site: FakeSite) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    names = listing_fixture(fake_site)
+    environment = fake_site.subprocess_environment()
+    environment.pop("COLUMNS", None)
+    environment.pop("LINES", None)
+    parent, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 80, 0, 0))
+    code = "from integrations.base._cli_entry import main; main()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "list"],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env={**environment, "TERM": "dumb"},
+    )
+    os.close(child)
+    chunks: list[bytes] = []
+    while True:  # ends when the child closes the terminal (EIO), bounded by the read size
+        try:
+            chunk = os.read(parent, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(parent)
+    assert process.wait(timeout=120) == 0
+    text = b"".join(chunks).decode("utf-8", errors="replace").replace("\r\n", "\n")
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+
+    assert "…" not in text
+    assert max(len(line) for line in table) <= 80
+    for name in names:
+        assert name in text

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from ._exceptions import AuditError
+from ._models import format_utc
 
 __all__ = [
     "AuditEvent",
@@ -82,7 +83,7 @@ class AuditEvent(NamedTuple):
         """The JSON form every text sink writes (the audit event reference lists its keys)."""
         return {
             "id": self.id,
-            "time": self.time.isoformat(),
+            "time": format_utc(self.time),
             "correlation_id": self.correlation_id,
             "connector": self.connector.name,
             "connector_version": self.connector.connector_version,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,22 +54,84 @@ def _rows(registry: Registry, infos: Iterable[ConnectorInfo]) -> list[dict[str, 
     return [info.to_json() for info in infos] + [problem.to_json() for problem in problems]
 
 
+_STATUS_STYLES = {Status.OK.value: "green", Status.UNAVAILABLE.value: "yellow"}
+
+_HEADERS = ("name", "distribution", "version", "capabilities", "status", "problem")
+"""The listing's columns, left to right."""
+
+_DROPPED_FIRST = ("problem", "distribution", "version", "capabilities")
+"""What gives way, in order, when the table is wider than the terminal; the name never does.
+
+The problem moves below the table (whole, one line per connector) rather than disappearing.
+"""
+
+
+def _cells(row: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "name": row["name"] or "-",
+        "distribution": row["distribution"] or "-",
+        "version": row["version"] or "-",
+        "capabilities": ", ".join(row["capabilities"]) or "-",
+        "status": row["status"],
+        "problem": row["problem"] or "",
+    }
+
+
+def _table_width(widths: Mapping[str, int], columns: Sequence[str]) -> int:
+    """Characters a rich table with a box takes: each cell padded by one, plus the rules."""
+    return sum(widths[column] for column in columns) + 3 * len(columns) + 1
+
+
+def _columns_for(widths: Mapping[str, int], width: int | None) -> list[str]:
+    """The columns that fit in `width` (None: no limit), dropping the least useful first."""
+    columns = [header for header in _HEADERS if widths[header] > 0 or header != "problem"]
+    for dropped in _DROPPED_FIRST:
+        if width is None or _table_width(widths, columns) <= width:
+            break
+        if dropped in columns:
+            columns.remove(dropped)
+    return columns
+
+
+def _output_width() -> int | None:
+    """The terminal's width, or ``COLUMNS`` when set; None when piped with no ``COLUMNS``."""
+    if "COLUMNS" not in os.environ and not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
 def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "distribution", "version", "capabilities", "status", "problem")
-    for row in rows:
-        style = "green" if row["status"] == Status.OK.value else "red"
-        table.add_row(
-            escape(row["name"] or "-"),
-            escape(row["distribution"] or "-"),
-            escape(row["version"] or "-"),
-            ", ".join(row["capabilities"]) or "-",
-            f"[{style}]{row['status']}[/{style}]",
-            escape(row["problem"] or ""),
+    cells = [_cells(row) for row in rows]
+    widths = {
+        header: max(
+            [len(header) if any(c[header] for c in cells) else 0] + [len(c[header]) for c in cells]
         )
-    _console().print(table)
+        for header in _HEADERS
+    }
+    width = _output_width()
+    columns = _columns_for(widths, width)
+    needed = _table_width(widths, columns)
+    table = Table(*columns)
+    for column in table.columns:
+        column.no_wrap = True
+        column.min_width = widths[str(column.header)]
+    for row in cells:
+        style = _STATUS_STYLES.get(row["status"], "red")
+        table.add_row(
+            *(
+                f"[{style}]{escape(row[c])}[/{style}]" if c == "status" else escape(row[c])
+                for c in columns
+            )
+        )
+    console = Console(highlight=False, soft_wrap=True, width=max(width or needed, needed))
+    console.print(table)
+    if "problem" not in columns:
+        for row in cells:
+            if row["problem"]:
+                console.print(f"{escape(row['name'])}: {escape(row['problem'])}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,16 +171,24 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail on unavailable connectors (optional extras not installed) as well.",
+)
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
+def doctor(ctx: click.Context, as_json: bool, strict: bool) -> None:
     """Load every connector, check it against the contract and report every problem.
 
-    Exit status 1 when any connector (or manifest) is not ok.
+    Exit status 1 when any connector (or manifest) is broken, incompatible or refused. A
+    connector whose optional extra is not installed is unavailable, which is not a defect:
+    its row says which pip command installs the extra, and it fails only with --strict.
     """
     registry = _discovered(ctx)
     rows = _rows(registry, registry.load_all())
     _print_rows(rows, as_json)
-    if any(row["status"] != Status.OK.value for row in rows):
+    passing = {Status.OK.value} if strict else {Status.OK.value, Status.UNAVAILABLE.value}
+    if any(row["status"] not in passing for row in rows):
         raise SystemExit(1)
 
 

@@ -16,18 +16,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 __all__ = [
     "ENTRY_POINT_GROUPS",
     "MANIFEST_GROUP",
     "ManifestSource",
     "clear_entry_point_cache",
+    "distribution_extras",
     "distribution_identity",
     "distribution_manifests",
     "distribution_owns",
     "entry_points_by_group",
     "entry_points_in",
+    "extra_providing",
     "find_module_file",
+    "missing_extra_requirements",
+    "normalize_name",
 ]
 
 MANIFEST_GROUP = "integrations.manifests"
@@ -142,6 +150,9 @@ def clear_entry_point_cache() -> None:
     with _ownership_lock:
         _ownership.clear()
         _identities.clear()
+    with _extras_lock:
+        _extras.clear()
+        _installed.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,3 +297,100 @@ def distribution_owns(distribution: metadata.Distribution, module_file: Path) ->
     if relative in files:
         return True
     return any(module_file.is_relative_to(source) for source in roots)
+
+
+# -- optional extras ---------------------------------------------------------------------------
+
+_extras_lock = threading.Lock()
+_extras: dict[metadata.Distribution, dict[str, tuple[Requirement, ...]]] = {}
+_installed: dict[str, metadata.Distribution | None] = {}
+
+
+def normalize_name(name: str) -> str:
+    """A distribution or extra name as PEP 503 / PEP 685 compare them."""
+    return _NON_ALPHANUMERIC.sub("-", name).lower()
+
+
+def distribution_extras(distribution: metadata.Distribution) -> dict[str, tuple[Requirement, ...]]:
+    """Each extra the distribution provides (normalised name) and the requirements it adds.
+
+    Read from the metadata (``Provides-Extra``, ``Requires-Dist ...; extra == "x"``) once per
+    scan; nothing is imported.
+    """
+    with _extras_lock:
+        if distribution in _extras:
+            return _extras[distribution]
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    found = distribution.metadata
+    extras: dict[str, list[Requirement]] = {
+        normalize_name(extra): [] for extra in found.get_all("Provides-Extra") or ()
+    }
+    for line in found.get_all("Requires-Dist") or ():
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        marker = requirement.marker
+        if marker is None or marker.evaluate({"extra": ""}):
+            continue  # a plain dependency, needed with or without an extra
+        for extra, requirements in extras.items():
+            if marker.evaluate({"extra": extra}):
+                requirements.append(requirement)
+    result = {extra: tuple(requirements) for extra, requirements in extras.items()}
+    with _extras_lock:
+        _extras[distribution] = result
+    return result
+
+
+def missing_extra_requirements(distribution: metadata.Distribution, extra: str) -> list[str]:
+    """The requirements of `extra` (and of the extras they name) that are not installed.
+
+    Checked by looking the required distributions up in the installed metadata, never by
+    importing them; a required extra of another distribution is followed (a bounded walk).
+    """
+    missing: list[str] = []
+    pending = [(distribution, normalize_name(extra))]
+    seen: set[tuple[str, str]] = set()
+    while pending and len(seen) < 64:
+        owner, wanted = pending.pop()
+        key = (normalize_name(distribution_identity(owner)[0] or ""), wanted)
+        if key in seen:
+            continue
+        seen.add(key)
+        for requirement in distribution_extras(owner).get(wanted, ()):
+            installed = _installed_distribution(requirement.name)
+            if installed is None:
+                missing.append(requirement.name)
+                continue
+            pending.extend((installed, normalize_name(item)) for item in requirement.extras)
+    return sorted(set(missing))
+
+
+def _installed_distribution(name: str) -> metadata.Distribution | None:
+    """The installed distribution called `name`, looked up once per scan."""
+    key = normalize_name(name)
+    with _extras_lock:
+        if key in _installed:
+            return _installed[key]
+    found: metadata.Distribution | None
+    try:
+        found = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        found = None
+    with _extras_lock:
+        _installed[key] = found
+    return found
+
+
+def extra_providing(distribution: metadata.Distribution, module: str) -> str | None:
+    """The extra whose requirements include the distribution that `import module` would need.
+
+    Matches the module's top-level name against the required distributions' names (``redis``
+    for ``redis[hiredis]``, ``psycopg`` for ``psycopg[binary]``), the usual spelling.
+    """
+    top = normalize_name(module.split(".")[0])
+    for extra, requirements in distribution_extras(distribution).items():
+        if any(normalize_name(requirement.name) == top for requirement in requirements):
+            return extra
+    return None

@@ -56,6 +56,10 @@ DEFAULT_CONTRACT_RANGE = ">=1,<2"
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,127}$"
 _MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 _CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_EXTRA_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._\-]*[A-Za-z0-9])?$"
+_CERTIFICATION_PATTERN = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
 
 
 class _Spec(BaseModel):
@@ -155,6 +159,24 @@ class ConnectorEntry(_Spec):
         default=False,
         description="Application manifests only: replace a connector of the same name.",
     )
+    extra: str | None = Field(
+        default=None,
+        pattern=_EXTRA_PATTERN,
+        description=(
+            "The optional extra of the shipping distribution the connector needs (its driver). "
+            "When that extra's requirements are not installed the connector is listed as "
+            "unavailable, with the pip command that installs them."
+        ),
+    )
+    certification: str | None = Field(
+        default=None,
+        pattern=_CERTIFICATION_PATTERN,
+        description=(
+            "The certification kit subclass that fits the connector, as module:Class; "
+            "`integrations certify` runs it. The module must belong to the shipping "
+            "distribution (or, in an application manifest, to an allowed prefix)."
+        ),
+    )
 
     @field_validator("contract")
     @classmethod
@@ -188,6 +210,14 @@ class ConnectorEntry(_Spec):
     def declared_capabilities(self) -> frozenset[Capability]:
         """The capabilities named by the manifest (empty when it names none)."""
         return frozenset(spec.action for spec in self.capabilities)
+
+    @property
+    def certification_target(self) -> tuple[str, str] | None:
+        """The certification class's module and name, when the entry names one."""
+        if self.certification is None:
+            return None
+        module, _, name = self.certification.partition(":")
+        return module, name
 
     def capability(self, action: Capability) -> CapabilitySpec | None:
         """The manifest's flags for `action`, if it lists that action."""

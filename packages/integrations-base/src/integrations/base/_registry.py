@@ -24,10 +24,14 @@ from ._connector import AsyncConnector, Capability, Connector, contract_problems
 from ._discovery import (
     ManifestSource,
     clear_entry_point_cache,
+    distribution_extras,
     distribution_identity,
     distribution_manifests,
     distribution_owns,
+    extra_providing,
     find_module_file,
+    missing_extra_requirements,
+    normalize_name,
 )
 from ._exceptions import (
     ConnectorConflict,
@@ -68,9 +72,14 @@ ConnectorClass = type[Connector[Any]] | type[AsyncConnector[Any]]
 
 
 class Status(StrEnum):
-    """Whether a declared connector can be used."""
+    """Whether a declared connector can be used.
+
+    `UNAVAILABLE` is not a defect: the connector's optional extra (its driver) is not
+    installed, and `ConnectorInfo.install` says how to install it.
+    """
 
     OK = "ok"
+    UNAVAILABLE = "unavailable"
     BROKEN = "broken"
     INCOMPATIBLE = "incompatible"
     REFUSED = "refused"
@@ -89,6 +98,8 @@ class ConnectorInfo(NamedTuple):
     entry: ConnectorEntry | None = None
     capabilities: tuple[str, ...] = ()
     loaded: bool = False
+    install: str | None = None
+    """For an unavailable connector: the command that installs its missing extra."""
 
     @property
     def location(self) -> str:
@@ -106,6 +117,7 @@ class ConnectorInfo(NamedTuple):
             "problem": self.problem,
             "source": self.location,
             "loaded": self.loaded,
+            "install": self.install,
         }
 
 
@@ -128,6 +140,7 @@ class ManifestProblem(NamedTuple):
             "problem": self.reason,
             "source": f"{self.source}#{self.pointer}" if self.pointer else self.source,
             "loaded": False,
+            "install": None,
         }
 
 
@@ -443,30 +456,79 @@ class Registry:
         """Check, without importing, that the entry's module exists and may be imported.
 
         A missing module is broken; a distribution's entry pointing at a module that the
-        distribution does not install is refused.
+        distribution does not install is refused; an entry whose `extra` is not installed is
+        unavailable.
         """
         if slot.verified or slot.info.status is not Status.OK or slot.info.entry is None:
             slot.verified = True
             return
         slot.verified = True
-        module = slot.info.entry.module
+        entry = slot.info.entry
+        found = self._module_problem(slot, entry.module) or self._extra_problem(slot, entry)
+        if found is not None:
+            status, problem, install = found
+            slot.info = slot.info._replace(status=status, problem=problem, install=install)
+
+    def _module_problem(self, slot: _Slot, module: str) -> tuple[Status, str, None] | None:
+        """Why `module` may not be imported for `slot`'s entry, found without importing it.
+
+        The entry's distribution must install the module; an application manifest's module
+        must be under the allowed prefixes (checked when the entry was read).
+        """
+        if slot.distribution is None and not _module_allowed(module, self._allowed):
+            allowed = ", ".join(self._allowed)
+            return (
+                Status.REFUSED,
+                f"module {module} is outside the allowed prefixes ({allowed})",
+                None,
+            )
         module_file = find_module_file(module)
         if module_file is None:
-            slot.info = slot.info._replace(
-                status=Status.BROKEN, problem=f"module {module} not found"
+            return Status.BROKEN, f"module {module} not found", None
+        if slot.distribution is not None and not distribution_owns(slot.distribution, module_file):
+            reason = f"module {module} is not installed by {slot.info.distribution}"
+            return Status.REFUSED, reason, None
+        return None
+
+    def _extra_problem(
+        self, slot: _Slot, entry: ConnectorEntry
+    ) -> tuple[Status, str, str | None] | None:
+        """Whether the extra the entry names exists and is installed (read from metadata)."""
+        distribution = slot.distribution
+        if entry.extra is None or distribution is None:
+            return None
+        extra = normalize_name(entry.extra)
+        provided = distribution_extras(distribution)
+        if extra not in provided:
+            names = ", ".join(sorted(provided)) or "none"
+            reason = (
+                f"needs extra {entry.extra!r}, which {slot.info.distribution} does not provide "
+                f"(it provides: {names})"
             )
-        elif slot.distribution is not None and not distribution_owns(
-            slot.distribution, module_file
-        ):
-            slot.info = slot.info._replace(
-                status=Status.REFUSED,
-                problem=f"module {module} is not installed by {slot.info.distribution}",
-            )
+            return Status.BROKEN, reason, None
+        missing = missing_extra_requirements(distribution, extra)
+        if not missing:
+            return None
+        return self._unavailable(slot, extra, f"not installed: {', '.join(missing)}")
+
+    def _unavailable(self, slot: _Slot, extra: str, detail: str) -> tuple[Status, str, str | None]:
+        distribution = slot.distribution
+        name = distribution_identity(distribution)[0] if distribution is not None else None
+        name = name or slot.info.distribution or "<distribution>"
+        install = f"pip install '{name}[{extra}]'"
+        return (
+            Status.UNAVAILABLE,
+            f"needs the optional extra {extra!r} ({detail}): {install}",
+            install,
+        )
 
     def _verify_all(self, snapshot: _Snapshot) -> None:
         for slot in snapshot.slots.values():
             self._verify(slot)
-            if slot.info.status is not Status.OK:
+            if slot.info.status not in (
+                Status.OK,
+                Status.UNAVAILABLE,
+            ):  # a missing extra is no defect
                 raise ConnectorUnavailable(
                     f"connector {slot.info.name!r} is {slot.info.status}: {slot.info.problem}"
                 )
@@ -477,6 +539,11 @@ class Registry:
         try:
             module = importlib.import_module(entry.module)
         except Exception as error:
+            extra = self._extra_for(slot, error)
+            if extra is not None:
+                status, problem, install = self._unavailable(slot, extra, str(error))
+                slot.info = slot.info._replace(status=status, problem=problem, install=install)
+                return None
             self._mark_broken(
                 slot, f"importing {entry.module} raised {type(error).__name__}: {error}"
             )
@@ -503,6 +570,24 @@ class Registry:
             loaded=True, capabilities=tuple(sorted(c.value for c in implemented))
         )
         return slot.connector_class
+
+    def _extra_for(self, slot: _Slot, error: Exception) -> str | None:
+        """The distribution's extra that provides the module whose import failed, if any.
+
+        For entries that name no `extra`: a missing module (the `ImportError`, or the one it
+        was raised from) whose top-level name is a requirement of one of the distribution's
+        extras means the extra is not installed, not that the connector is defective.
+        """
+        if slot.distribution is None:
+            return None
+        cause: BaseException | None = error
+        for _ in range(8):  # the chain of re-raised import errors, bounded
+            if cause is None:
+                return None
+            if isinstance(cause, ImportError) and cause.name:
+                return extra_providing(slot.distribution, cause.name)
+            cause = cause.__cause__ or cause.__context__
+        return None
 
     def _mark_broken(self, slot: _Slot, reason: str) -> None:
         slot.info = slot.info._replace(status=Status.BROKEN, problem=reason)

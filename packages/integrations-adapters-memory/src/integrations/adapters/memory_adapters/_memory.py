@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, cast
 
-from integrations.base import JsonObject, PushPayload, Record, Rejection
+from integrations.base import JsonObject, PushPayload, Record, Rejection, format_utc
 
 __all__ = [
     "MAX_TAGS",
@@ -113,7 +113,7 @@ class StoredMemory:
                 "text": self.text,
                 "tags": list(self.tags),
                 "metadata": self.metadata,
-                "created_at": self.created_at.isoformat(),
+                "created_at": format_utc(self.created_at),
             },
             deleted=False,
             updated_at=self.updated_at,

@@ -77,6 +77,7 @@ from integrations.base import (
     Rejection,
     RevokeResult,
     Secret,
+    format_utc,
 )
 
 from ._api import KnowledgeVaultApi, VaultHit, hits_of
@@ -159,7 +160,7 @@ class _Found:
     def to_record(self) -> Record:
         data: JsonObject = {"text": self.text, "tags": list(self.tags), "metadata": self.metadata}
         if self.created_at is not None:
-            data["created_at"] = self.created_at.isoformat()
+            data["created_at"] = format_utc(self.created_at)
         return Record(id=self.id, data=data, updated_at=self.created_at)
 
 
@@ -322,7 +323,7 @@ def _document_metadata(memory: Memory, tenant: str, now: datetime) -> JsonObject
         _ID: memory.id,
         _TAGS: list(memory.tags),
         _TENANT: tenant,
-        _CREATED: now.isoformat(),
+        _CREATED: format_utc(now),
     }
 
 
