@@ -138,7 +138,7 @@ def test_every_subclass_runs_its_checks_under_a_time_limit() -> None:
     assert [mark.args for mark in marks] == [(300.0,)]
     assert ConnectorCertification.pytestmark == []
     assert standard_checks()[0] == "test_standard_checks_are_kept"
-    assert KIT_VERSION == "1.1.0"
+    assert KIT_VERSION == "1.2.0"
 
 
 # -- what the checks stand on ------------------------------------------------------------------

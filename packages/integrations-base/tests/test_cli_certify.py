@@ -60,7 +60,7 @@ def test_certify_mock_passes_with_a_line_per_check() -> None:
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("certification of mock (kit 1.1.0, integrations-base ")
+    assert lines[0].startswith("certification of mock (kit 1.2.0, integrations-base ")
     outcomes = {"passed", "failed", "expected-failure", "not-applicable"}
     listed = {line.split()[1] for line in lines[1:-1] if line.split()[0] in outcomes}
     assert listed == CHECKS
@@ -91,7 +91,7 @@ def test_certify_json_report_with_optional_behaviour_enabled(tmp_path: Path, sto
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["connector"] == "mock"
-    assert report["kit_version"] == "1.1.0"
+    assert report["kit_version"] == "1.2.0"
     assert report["ok"] is True
     assert report["counts"] == {
         "passed": 19,

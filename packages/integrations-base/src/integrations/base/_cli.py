@@ -14,6 +14,7 @@ import shutil
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,13 +301,15 @@ def _manifest_paths(ctx: click.Context) -> list[str]:
     return [str(path) for path in (ctx.obj or ())]
 
 
-@cli.command(short_help="Run the certification kit against an installed connector.")
-@click.argument("name")
+@cli.command(short_help="Run the certification kit against installed connectors.")
+@click.argument("name", required=False)
+@click.option("--all", "every", is_flag=True, help="Certify every installed connector.")
 @click.option(
     "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The connector's config: a JSON or TOML file (default: the config model's defaults).",
+    "config_options",
+    multiple=True,
+    help="The connector's config: a JSON or TOML file (default: what its certification builds). "
+    "With --all: NAME=FILE, repeatable.",
 )
 @click.option("--tenant", help="Tenant of every check (default: a fresh tenant per check).")
 @click.option("--actor", help="Actor of every check (default: certification).")
@@ -326,39 +329,176 @@ def _manifest_paths(ctx: click.Context) -> list[str]:
 @click.pass_context
 def certify(
     ctx: click.Context,
-    name: str,
-    config_file: Path | None,
+    name: str | None,
+    every: bool,
+    config_options: tuple[str, ...],
     tenant: str | None,
     actor: str | None,
     enable: tuple[str, ...],
     disable: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Run the certification kit against installed connector NAME; exit 1 on any failure."""
+    """Run the certification kit against installed connector NAME, or every one (--all).
+
+    The kit is the certification class the connector's manifest names (it knows how to build
+    the connector's config), or the plain kit. Exit status 1 when any check fails, or with
+    --all when any connector does not pass.
+    """
+    if (name is None) == (not every):
+        raise click.UsageError("name one connector, or pass --all")
     both = sorted(set(enable) & set(disable))
     if both:
         raise click.UsageError(f"--enable and --disable both name {', '.join(both)}")
     if find_spec("pytest") is None or find_spec("pytest_timeout") is None:
         click.echo(_MISSING_TESTING, err=True)
         ctx.exit(1)
-    from .testing._runner import certify as run_certification
-
-    flags = {**dict.fromkeys(enable, True), **dict.fromkeys(disable, False)}
+    options = _CertifyOptions(
+        tenant=tenant,
+        actor=actor,
+        manifests=tuple(_manifest_paths(ctx)),
+        flags={**dict.fromkeys(enable, True), **dict.fromkeys(disable, False)},
+    )
     try:
-        config = _read_config(config_file) if config_file is not None else {}
-        report = run_certification(
-            name,
-            config=config,
-            tenant=tenant,
-            actor=actor,
-            manifests=_manifest_paths(ctx),
-            flags=flags,
-        )
+        if every:
+            outcomes = _certify_all(ctx, _named_configs(config_options), options)
+            _print_summary(outcomes, as_json)
+            passed = all(outcome.result == "passed" for outcome in outcomes)
+        else:
+            assert name is not None  # one of name and --all, checked above
+            report = _certify_one(name, _single_config(config_options), options)
+            _print_report(report, as_json)
+            passed = report.ok
     except IntegrationsError as error:
         raise click.ClickException(str(error)) from None
-    _print_report(report, as_json)
-    if not report.ok:
+    if not passed:
         ctx.exit(1)
+
+
+@dataclass(frozen=True, slots=True)
+class _CertifyOptions:
+    """What every certification of one `certify` run shares."""
+
+    tenant: str | None
+    actor: str | None
+    manifests: tuple[str, ...]
+    flags: Mapping[str, bool]
+
+
+def _single_config(values: tuple[str, ...]) -> dict[str, Any] | None:
+    if len(values) > 1:
+        raise click.UsageError("--config is given once for one connector")
+    return _read_config(Path(values[0])) if values else None
+
+
+def _named_configs(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``NAME=FILE`` options of --all, read now so that a bad file stops the run at once."""
+    configs: dict[str, dict[str, Any]] = {}
+    for value in values:
+        name, separator, path = value.partition("=")
+        if not separator or not name or not path:
+            raise click.UsageError(f"with --all, --config takes NAME=FILE, not {value!r}")
+        configs[name] = _read_config(Path(path))
+    return configs
+
+
+def _certify_one(
+    name: str, config: Mapping[str, Any] | None, options: _CertifyOptions
+) -> CertificationReport:
+    from .testing._runner import certify as run_certification
+
+    return run_certification(
+        name,
+        config=config,
+        tenant=options.tenant,
+        actor=options.actor,
+        manifests=options.manifests,
+        flags=options.flags,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How one connector of `certify --all` ended."""
+
+    connector: str
+    result: str
+    """passed, failed, not-configured, unavailable, broken, incompatible, refused or error."""
+    reason: str | None = None
+    report: CertificationReport | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "connector": self.connector,
+            "result": self.result,
+            "ok": self.result == "passed",
+            "reason": self.reason,
+            "report": self.report.to_json() if self.report is not None else None,
+        }
+
+
+def _certify_all(
+    ctx: click.Context, configs: Mapping[str, dict[str, Any]], options: _CertifyOptions
+) -> list[_Outcome]:
+    """Certify every installed connector in turn; one that cannot run is reported, not raised."""
+    from .testing._runner import NotConfigured
+
+    infos = _discovered(ctx).connectors()
+    unknown = sorted(set(configs) - {info.name for info in infos})
+    if unknown:
+        raise click.UsageError(f"--config names no installed connector: {', '.join(unknown)}")
+    outcomes: list[_Outcome] = []
+    for info in infos:
+        if info.status is not Status.OK:
+            outcomes.append(_Outcome(info.name, info.status.value, info.problem))
+            continue
+        try:
+            report = _certify_one(info.name, configs.get(info.name), options)
+        except NotConfigured as error:  # say how to configure it in this command's terms
+            how = error.reason.replace("--config", f"--config {info.name}=FILE")
+            outcomes.append(_Outcome(info.name, "not-configured", how))
+            continue
+        except IntegrationsError as error:
+            outcomes.append(_Outcome(info.name, "error", f"{type(error).__name__}: {error}"))
+            continue
+        result = "passed" if report.ok else "failed"
+        reason = None if report.ok else _failure_summary(report)
+        outcomes.append(_Outcome(info.name, result, reason, report))
+    return outcomes
+
+
+def _failure_summary(report: CertificationReport) -> str:
+    failed = [check.check for check in report.checks if check.outcome == "failed"]
+    if report.problems:
+        return "; ".join(report.problems)
+    if failed:
+        return "failed: " + ", ".join(failed)
+    return "no check ran"
+
+
+_RESULT_STYLES = {"passed": "green", "not-configured": "yellow", "unavailable": "yellow"}
+
+
+def _print_summary(outcomes: Sequence[_Outcome], as_json: bool) -> None:
+    """One row per connector: its result, its check counts and, when it did not pass, why."""
+    if as_json:
+        click.echo(json.dumps([outcome.to_json() for outcome in outcomes], indent=2))
+        return
+    table = Table("connector", "result", "passed", "failed", "reason")
+    table.columns[0].no_wrap = True
+    for outcome in outcomes:
+        counts = outcome.report.counts() if outcome.report is not None else None
+        style = _RESULT_STYLES.get(outcome.result, "red")
+        table.add_row(
+            escape(outcome.connector),
+            f"[{style}]{outcome.result}[/{style}]",
+            str(counts["passed"]) if counts else "-",
+            str(counts["failed"]) if counts else "-",
+            escape(outcome.reason or ""),
+        )
+    console = _console()
+    console.print(table)
+    passed = sum(outcome.result == "passed" for outcome in outcomes)
+    console.print(f"{passed} of {len(outcomes)} connectors certified")
 
 
 _OUTCOME_STYLES = {

@@ -441,6 +441,41 @@ class Registry:
                 raise ConnectorNotFound(f"no connector named {name!r}")
             return self._load(slot)
 
+    def load_certification(self, name: str) -> type[Any] | None:
+        """The certification class connector `name`'s manifest entry names, or None.
+
+        The entry's ``certification`` (``module:Class``) is checked like its module before
+        anything is imported: a distribution's entry may only name a module that the
+        distribution installs, an application manifest's a module under the allowed prefixes.
+        Raises `ConnectorNotFound` for an unknown name and `ConnectorUnavailable` when the
+        module is refused, missing, fails to import or lacks the class.
+        """
+        with self._lock:
+            if not self._discovered:
+                self.discover()
+            slot = self._snapshot.slots.get(name)
+            if slot is None:
+                raise ConnectorNotFound(f"no connector named {name!r}")
+            entry = slot.info.entry
+            target = entry.certification_target if entry is not None else None
+            if target is None:
+                return None
+            module_name, class_name = target
+            where = f"certification {module_name}:{class_name} of connector {name!r}"
+            found = self._module_problem(slot, module_name)
+            if found is not None:
+                raise ConnectorUnavailable(f"{where} is {found[0]}: {found[1]}")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:
+            raise ConnectorUnavailable(
+                f"{where}: importing {module_name} raised {type(error).__name__}: {error}"
+            ) from None
+        cls = getattr(module, class_name, None)
+        if not isinstance(cls, type):
+            raise ConnectorUnavailable(f"{where}: module {module_name} has no class {class_name}")
+        return cls
+
     def _load(self, slot: _Slot) -> ConnectorClass:
         if slot.connector_class is not None:
             return slot.connector_class

@@ -27,7 +27,13 @@ from ._spec import BOOLEAN_FLAGS, KIT_VERSION
 if TYPE_CHECKING:
     from ._harness import GovernedSession
     from ._kit import ConnectorCertification, override_problems, standard_checks
-    from ._runner import CertificationReport, CheckResult, certification_class, certify
+    from ._runner import (
+        CertificationReport,
+        CheckResult,
+        NotConfigured,
+        certification_class,
+        certify,
+    )
 
 __all__ = [
     "BOOLEAN_FLAGS",
@@ -36,6 +42,7 @@ __all__ = [
     "CheckResult",
     "ConnectorCertification",
     "GovernedSession",
+    "NotConfigured",
     "certification_class",
     "certify",
     "distribution_layout_problems",
@@ -51,6 +58,7 @@ _LAZY = {
     "standard_checks": "._kit",
     "CertificationReport": "._runner",
     "CheckResult": "._runner",
+    "NotConfigured": "._runner",
     "certification_class": "._runner",
     "certify": "._runner",
 }

@@ -192,6 +192,16 @@ class ConnectorCertification:
         """A valid config for the connector; called once per check. Default: the defaults."""
         return {}
 
+    @classmethod
+    def configuration_problem(cls) -> str | None:
+        """Why `config()` cannot build a working config here, or None when it can.
+
+        A connector that needs a server says what would name one (an environment variable,
+        ``--config``); `integrations certify` then reports the connector as not configured
+        instead of running checks that could only fail. Not asked when a config is given.
+        """
+        return None
+
     def invalid_configs(self) -> list[Mapping[str, Any]]:
         """Configs the model must reject with `ConfigError`; by default derived from `config()`.
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 import pytest
 
 from integrations.base._connector import Capability
+from integrations.base._exceptions import ConfigError, ContractError
 from integrations.base._models import AuthContext
 from integrations.base._registry import Registry
 
@@ -30,6 +31,7 @@ from ._spec import BOOLEAN_FLAGS, KIT_VERSION, NOT_APPLICABLE
 __all__ = [
     "CertificationReport",
     "CheckResult",
+    "NotConfigured",
     "Outcome",
     "certification_class",
     "certify",
@@ -98,6 +100,18 @@ class CertificationReport:
         }
 
 
+class NotConfigured(ConfigError):
+    """The connector's certification needs a config that the kit cannot build on its own.
+
+    `reason` says what would configure it (an environment variable, ``--config``).
+    """
+
+    def __init__(self, connector: str, reason: str) -> None:
+        super().__init__(f"connector {connector!r} is not configured for certification: {reason}")
+        self.connector = connector
+        self.reason = reason
+
+
 def certification_class(
     name: str,
     *,
@@ -109,42 +123,67 @@ def certification_class(
 ) -> type[ConnectorCertification]:
     """A certification subclass for installed connector `name`, as a test module would write it.
 
-    Unsupported operations are those the class does not declare, push idempotence is what
-    the manifest says, other flags keep the kit's defaults unless `flags` sets them. Raises
-    the library's errors when `name` cannot be loaded.
+    The base is the certification class the connector's manifest entry names
+    (``certification``), which knows its connector (flags, samples, how to build a config),
+    or else the plain kit, for which unsupported operations are those the class does not
+    declare and push idempotence is what the manifest says. `config` replaces the class's own
+    config when given; `flags` override the class's flags. Raises the library's errors when
+    `name` cannot be loaded, and `NotConfigured` when no config is given and the class cannot
+    build one here.
     """
+    unknown = sorted(set(flags or {}) - set(BOOLEAN_FLAGS))
+    if unknown:
+        raise ValueError(f"unknown certification flag(s): {', '.join(unknown)}")
     registry = Registry()
     for path in manifests:
         registry.load_manifest(path)
     connector = registry.get(name)
-    entry = registry.info(name).entry
-    push = entry.capability(Capability.PUSH) if entry is not None else None
-    chosen = dict(config or {})
-    unknown = sorted(set(flags or {}) - set(BOOLEAN_FLAGS))
-    if unknown:
-        raise ValueError(f"unknown certification flag(s): {', '.join(unknown)}")
-
-    def config_factory(self: ConnectorCertification) -> Mapping[str, Any]:
-        return dict(chosen)
-
-    def context_factory(self: ConnectorCertification) -> AuthContext:
-        default = ConnectorCertification.context(self)
-        return AuthContext(tenant=tenant or default.tenant, actor=actor or default.actor)
-
+    base = _base_class(registry, name)
     attributes: dict[str, Any] = {
         "__doc__": f"The certification kit against installed connector {name!r}.",
         "registry_name": name,
         "manifests": tuple(str(path) for path in manifests),
-        "unsupported": frozenset(Capability) - frozenset(connector.capabilities),
-        "push_is_idempotent": bool(push is not None and push.idempotent),
-        **(flags or {}),
-        "config": config_factory,
-        "context": context_factory,
     }
-    return cast(
-        type[ConnectorCertification],
-        type("TestCertification", (ConnectorCertification,), attributes),
-    )
+    if base is ConnectorCertification:
+        entry = registry.info(name).entry
+        push = entry.capability(Capability.PUSH) if entry is not None else None
+        attributes["unsupported"] = frozenset(Capability) - frozenset(connector.capabilities)
+        attributes["push_is_idempotent"] = bool(push is not None and push.idempotent)
+    attributes.update(flags or {})
+    if config is not None:
+        chosen = dict(config)
+
+        def config_factory(self: ConnectorCertification) -> Mapping[str, Any]:
+            return dict(chosen)
+
+        attributes["config"] = config_factory
+    elif (reason := base.configuration_problem()) is not None:
+        raise NotConfigured(name, reason)
+    if tenant is not None or actor is not None:
+
+        def context_factory(self: ConnectorCertification) -> AuthContext:
+            default = base.context(self)
+            return default.model_copy(
+                update={"tenant": tenant or default.tenant, "actor": actor or default.actor}
+            )
+
+        attributes["context"] = context_factory
+    return cast(type[ConnectorCertification], type("TestCertification", (base,), attributes))
+
+
+def _base_class(registry: Registry, name: str) -> type[ConnectorCertification]:
+    """The certification class the manifest names for `name`, checked, or the plain kit."""
+    named = registry.load_certification(name)
+    if named is None:
+        return ConnectorCertification
+    if not issubclass(named, ConnectorCertification):
+        entry = registry.info(name).entry
+        target = entry.certification if entry is not None else named.__qualname__
+        raise ContractError(
+            f"certification {target} of connector {name!r} is not a subclass of "
+            "ConnectorCertification"
+        )
+    return named
 
 
 _PENDING: dict[str, type[ConnectorCertification]] = {}

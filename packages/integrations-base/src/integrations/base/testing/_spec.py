@@ -10,7 +10,7 @@ from typing import Final
 
 __all__ = ["BOOLEAN_FLAGS", "KIT_VERSION", "NOT_APPLICABLE"]
 
-KIT_VERSION: Final = "1.1.0"
+KIT_VERSION: Final = "1.2.0"
 """Semantic version of the certification kit, independent of the distribution's version.
 
 A major bump adds a check or makes one stricter, so a connector certified by an older major

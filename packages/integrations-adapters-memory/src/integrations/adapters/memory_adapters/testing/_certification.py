@@ -1,20 +1,36 @@
-"""`MemoryStoreCertification`: the certification kit with records every memory store accepts.
+"""The certification kit with memories, and one subclass per store that builds its config.
 
 The kit's own sample records carry arbitrary data; a memory store accepts only memories
-(text, tags, metadata). This subclass of `ConnectorCertification` supplies memories and the
-queries that find them, so a memory connector's certification module only names the
-connector and its config. Third-party memory stores certify with it the same way.
+(text, tags, metadata). `MemoryStoreCertification` supplies memories and the queries that find
+them, so a memory connector's certification module only names the connector and its config.
+Third-party memory stores certify with it the same way.
+
+The per-store subclasses are what the manifest names (``certification``), so that
+`integrations certify memory.sqlite` runs the right checks with a working config: SQLite in a
+temporary file, Redis and PostgreSQL on the servers ``REDIS_URL`` and ``DATABASE_URL`` name,
+the Knowledge Vault at the ``url`` of ``--config``. Configs are plain mappings: building one
+imports no driver.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
-from integrations.base import FetchQuery, Record
+import pytest
+
+from integrations.base import Capability, FetchQuery, Record
 from integrations.base.testing import ConnectorCertification
 
-__all__ = ["MemoryStoreCertification"]
+__all__ = [
+    "KnowledgeVaultCertification",
+    "MemoryStoreCertification",
+    "PostgresCertification",
+    "RedisCertification",
+    "SqliteCertification",
+]
 
 
 class MemoryStoreCertification(ConnectorCertification):
@@ -58,3 +74,100 @@ class MemoryStoreCertification(ConnectorCertification):
             FetchQuery(filters={"metadata": {"batch": batch}}),
             FetchQuery(filters={"tags": ["certification"], "metadata": {"batch": batch}}),
         ]
+
+
+class SqliteCertification(MemoryStoreCertification):
+    """``memory.sqlite`` in a new SQLite file per check, in pytest's temporary directory."""
+
+    registry_name = "memory.sqlite"
+
+    @pytest.fixture(autouse=True)
+    def _sqlite_file(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.sqlite_path = tmp_path_factory.mktemp("sqlite-certification") / "memories.sqlite3"
+
+    def config(self) -> Mapping[str, Any]:
+        return {"path": str(self.sqlite_path)}
+
+
+class _ServerCertification(MemoryStoreCertification):
+    """A store on a server named by an environment variable; each check gets its own space."""
+
+    url_variable: ClassVar[str]
+    """The environment variable naming the server."""
+
+    @classmethod
+    def configuration_problem(cls) -> str | None:
+        if os.environ.get(cls.url_variable):
+            return None
+        return f"set {cls.url_variable} to the server's URL, or pass --config"
+
+    @property
+    def server_url(self) -> str:
+        return os.environ[self.url_variable]
+
+
+class RedisCertification(_ServerCertification):
+    """``memory.redis`` on the server ``REDIS_URL`` names, under a key prefix per check."""
+
+    registry_name = "memory.redis"
+    url_variable = "REDIS_URL"
+
+    def config(self) -> Mapping[str, Any]:
+        return {"url": self.server_url, "key_prefix": f"cert:{uuid.uuid4().hex[:10]}"}
+
+
+class PostgresCertification(_ServerCertification):
+    """``memory.postgres`` on the database ``DATABASE_URL`` names, in a schema per check."""
+
+    registry_name = "memory.postgres"
+    url_variable = "DATABASE_URL"
+
+    def config(self) -> Mapping[str, Any]:
+        return {"dsn": self.server_url, "schema_name": f"certification_{uuid.uuid4().hex[:12]}"}
+
+
+class KnowledgeVaultCertification(MemoryStoreCertification):
+    """``memory.knowledge_vault``: text search only, ingestion not idempotent, no deletion.
+
+    The API answers text queries, so the sample queries search the batch's word (with the
+    tag and metadata filters on top). Its ``url`` comes from ``--config``.
+    """
+
+    registry_name = "memory.knowledge_vault"
+    unsupported = frozenset({Capability.SYNC})
+    push_is_idempotent = False
+    supports_tombstones = False
+
+    @classmethod
+    def configuration_problem(cls) -> str | None:
+        return "pass --config with the Knowledge Vault API's url"
+
+    def sample_records(self, count: int) -> list[Record]:
+        """Memories whose text holds their batch's word, so that a text query finds the batch."""
+        batch = uuid.uuid4().hex[:10]
+        return [
+            Record(
+                id=f"cert-{batch}-{index:03d}",
+                data={
+                    "text": f"Certification memory {index} of batch{batch} "
+                    f"labelled cert{batch}x{index:03d}",
+                    "tags": ["certification", f"batch-{batch}"],
+                    "metadata": {"batch": batch, "n": index},
+                },
+            )
+            for index in range(count)
+        ]
+
+    def sample_queries(self, records: Sequence[Record]) -> list[FetchQuery]:
+        """The batch's word, alone and with the tag and metadata filters."""
+        batch = records[0].id.split("-")[1]
+        text = f"batch{batch}"
+        return [
+            FetchQuery(text=text),
+            FetchQuery(text=text, filters={"tags": [f"batch-{batch}"]}),
+            FetchQuery(text=f"certification {text}", filters={"metadata": {"batch": batch}}),
+        ]
+
+    def probe_query(self) -> FetchQuery:
+        """The API answers text queries only."""
+        return FetchQuery(text="certification", limit=1)
