@@ -5,7 +5,8 @@ exist: open a connector session on it first) and runs the same text search SQL, 
 the connector's work: no comparison with stored memories (it assumes it is the only writer
 and that every record is new), one ``executemany`` per push (pipelined by psycopg; ``COPY``
 is refused on tables under row-level security). `connector_config` is the connector's
-config for the same database and schema.
+config for the same database and schema. `unsecured_copy` copies a store into a schema
+without row security, for the raw client's fastest text queries.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from psycopg import sql
 
 from integrations.adapters.memory_adapters import canonical_json, text_words
 from integrations.adapters.memory_adapters.postgres._backend import search_text
-from integrations.base import Record
+from integrations.base import AuthContext, Record, registry
 
-__all__ = ["RawClient", "connector_config", "vacuum_analyze"]
+__all__ = ["RawClient", "connector_config", "unsecured_copy", "vacuum_analyze"]
 
 
 def connector_config(dsn: str, schema: str) -> dict[str, object]:
@@ -100,4 +101,56 @@ def _data(record: Record) -> dict[str, Any]:
 def vacuum_analyze(dsn: str, schema: str) -> None:
     """What autovacuum does after a bulk load: planner statistics, GIN pending list flushed."""
     with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(sql.SQL("VACUUM ANALYZE {}.memories").format(sql.Identifier(schema)))
+        for table in ("memories", "memory_words"):
+            connection.execute(
+                sql.SQL("VACUUM ANALYZE {}.{}").format(
+                    sql.Identifier(schema), sql.Identifier(table)
+                )
+            )
+
+
+def unsecured_copy(dsn: str, schema: str, tenant: str) -> str:
+    """A new schema holding `tenant`'s store in `schema`, with row security off; its name.
+
+    The connector creates the copy's tables (with the setting off), then the rows are copied
+    and the copy gets its VACUUM ANALYZE.
+    """
+    copy = f"{schema}_unsecured"
+    config = {**connector_config(dsn, copy), "row_level_security": False}
+    with registry.open(
+        "memory.postgres", config=config, context=AuthContext(tenant=tenant, actor="benchmark")
+    ):
+        pass
+    source, target = sql.Identifier(schema), sql.Identifier(copy)
+    with psycopg.connect(dsn) as connection, connection.transaction():
+        connection.execute("SELECT set_config('integrations.tenant', %s, true)", (tenant,))
+        for table, columns in _COPIED:
+            names = sql.SQL(", ").join(map(sql.Identifier, columns))
+            connection.execute(
+                sql.SQL("INSERT INTO {}.{} ({}) SELECT {} FROM {}.{}").format(
+                    target, sql.Identifier(table), names, names, source, sql.Identifier(table)
+                )
+            )
+    vacuum_analyze(dsn, copy)
+    return copy
+
+
+_COPIED = (
+    ("tenants", ("tenant", "last_seq", "horizon")),
+    (
+        "memories",
+        (
+            "tenant",
+            "id",
+            "text",
+            "tags",
+            "metadata_json",
+            "created_at",
+            "updated_at",
+            "created_seq",
+            "seq",
+            "deleted",
+        ),
+    ),
+    ("memory_words", ("tenant", "word", "id")),
+)

@@ -12,7 +12,10 @@ session reaches >= 0.8x the raw client's throughput for each.
 
 Redis and PostgreSQL are throwaway servers started from the installed binaries unless
 REDIS_URL / DATABASE_URL are set. Before the queries, the PostgreSQL table gets the VACUUM
-ANALYZE that autovacuum would give it after a bulk load (the same table serves both sides).
+ANALYZE that autovacuum would give it after a bulk load. The raw client's text queries read
+the session's own store, except for PostgreSQL with row security (the default), where they
+read a copy of it with row security off: the target is the default store against the
+fastest raw client.
 
 Run: python benchmarks/memory.py [--backends sqlite,redis,postgres] [--records N]
                                  [--batch B] [--queries Q] [--repeats R] [--budget SECONDS]
@@ -86,6 +89,8 @@ class Backend:
     raw: Callable[[str], RawClient]
     settle: Callable[[str], None] = lambda location: None
     """What the server's own maintenance would have done before queries (autovacuum)."""
+    baseline: Callable[[str], str] = lambda location: location
+    """The location the raw client's text queries read, made from the filled one."""
 
 
 def memories(count: int, seed: int = 7) -> list[Record]:
@@ -140,7 +145,9 @@ def raw_push(backend: Backend, location: str, chunks: list[list[Record]]) -> flo
         client.close()
 
 
-def interleaved_queries(backend: Backend, location: str, texts: list[str]) -> dict[str, float]:
+def interleaved_queries(
+    backend: Backend, location: str, raw_location: str, texts: list[str]
+) -> dict[str, float]:
     """Seconds per side for the text queries, session and raw client taking turns.
 
     The queries run in slices of `SLICE`, alternating which side goes first, so a slow
@@ -149,7 +156,7 @@ def interleaved_queries(backend: Backend, location: str, texts: list[str]) -> di
     governance = Governance(audit=MemoryAuditSink())
     config = backend.config(location)
     spent = {"governed": 0.0, "raw": 0.0}
-    client = backend.raw(location)
+    client = backend.raw(raw_location)
     try:
         with registry.open(
             backend.name, config=config, context=CONTEXT, governance=governance
@@ -171,9 +178,11 @@ def interleaved_queries(backend: Backend, location: str, texts: list[str]) -> di
     return spent
 
 
-def check_same_answers(backend: Backend, location: str, texts: list[str]) -> None:
+def check_same_answers(
+    backend: Backend, location: str, raw_location: str, texts: list[str]
+) -> None:
     """The session and the raw client must find the same memories, or the race is unfair."""
-    client = backend.raw(location)
+    client = backend.raw(raw_location)
     try:
         config = backend.config(location)
         with registry.open(backend.name, config=config, context=CONTEXT) as session:
@@ -205,6 +214,7 @@ def measure(backend: Backend, args: argparse.Namespace, deadline: float) -> Resu
     pushes: dict[str, list[float]] = {"governed": [], "raw": []}
     queries: dict[str, list[float]] = {"governed": [], "raw": []}
     filled = backend.fresh()
+    raw_location = filled
     for repeat in range(args.repeats):
         order = ["governed", "raw"] if repeat % 2 == 0 else ["raw", "governed"]
         for side in order:
@@ -213,8 +223,9 @@ def measure(backend: Backend, args: argparse.Namespace, deadline: float) -> Resu
             pushes[side].append(run(backend, location, chunks))
         if repeat == 0:
             backend.settle(filled)
-            check_same_answers(backend, filled, texts)
-        for side, seconds in interleaved_queries(backend, filled, texts).items():
+            raw_location = backend.baseline(filled)
+            check_same_answers(backend, filled, raw_location, texts)
+        for side, seconds in interleaved_queries(backend, filled, raw_location, texts).items():
             queries[side].append(seconds)
         if time.monotonic() > deadline:
             break
@@ -269,7 +280,9 @@ def _backend(name: str, scratch: Path) -> Iterator[Backend]:
         with _server("DATABASE_URL", postgres_server) as dsn:
             yield Backend(
                 "memory.postgres",
-                "memory.postgres" if secured else "memory.postgres (row security off)",
+                "memory.postgres (raw: row security off)"
+                if secured
+                else "memory.postgres (row security off)",
                 fresh=lambda: f"bench_{uuid.uuid4().hex[:8]}",
                 config=lambda schema: {
                     **postgres_side.connector_config(dsn, schema),
@@ -277,6 +290,11 @@ def _backend(name: str, scratch: Path) -> Iterator[Backend]:
                 },
                 raw=lambda schema: postgres_side.RawClient(dsn, schema),
                 settle=lambda schema: postgres_side.vacuum_analyze(dsn, schema),
+                baseline=(
+                    (lambda schema: postgres_side.unsecured_copy(dsn, schema, TENANT))
+                    if secured
+                    else (lambda schema: schema)
+                ),
             )
     else:
         raise SystemExit(

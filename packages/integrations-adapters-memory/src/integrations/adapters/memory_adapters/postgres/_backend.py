@@ -7,8 +7,18 @@ writers take turns until each commits: change numbers are handed out, and commit
 order, and a sync that has read up to number N never meets a later commit numbered at or
 below N. The write itself is one statement for the whole batch (arrays unnested server-side):
 it compares incoming memories with the stored ones, numbers only those that change (upserts
-first, then deletions), upserts them or turns them into tombstones (content cleared) and
-moves the counter on.
+first, then deletions), upserts them or turns them into tombstones (content cleared), swaps
+their old words in ``memory_words`` for their new ones and moves the counter on.
+
+Text queries start from ``memory_words``: the memories holding every word of the query are
+found by equality on its b-tree, which row security allows before its policy (equality on
+text is leakproof), then read by primary key and matched exactly (``@@``) and ranked. So a
+query reads the index entries of its words and the memories holding them, with row security
+on or off, where the GIN index of ``document`` serves only statements without row security.
+
+Compaction deletes a tenant's old tombstones and raises its horizon in one transaction that
+holds the tenant's counter row, as writes do; `changes` reads the horizon and the changes in
+one statement, so one snapshot: it sees a compaction whole or not at all.
 
 Fetches page with keysets: newest first on the immutable creation number; with words, on
 (``ts_rank``, creation number). ``ts_rank`` depends only on the memory and the query, so a
@@ -20,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +43,7 @@ from integrations.adapters.memory_adapters._backend import MemoryPage
 from integrations.adapters.memory_adapters._cursor import decode_cursor, encode_cursor
 from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch, canonical_json
 from integrations.adapters.memory_adapters._query import MemoryFilter, MemoryQuery
-from integrations.base import ConfigError, InvalidRequest, JsonObject
+from integrations.base import ConfigError, InvalidRequest, JsonObject, ResyncRequired
 
 from ._errors import postgres_errors
 from ._schema import SCHEMA_VERSION, migrate, qualified
@@ -50,6 +60,8 @@ APPLICATION_NAME: Final = "integrations-memory"
 
 SET_TENANT: Final = "SELECT set_config('integrations.tenant', %s, true)"
 SET_SESSION_TENANT: Final = "SELECT set_config('integrations.tenant', %s, false)"
+LIST_TENANTS: Final = "SELECT set_config('integrations.all_tenants', 'list', true)"
+TENANTS: Final = "SELECT tenant FROM {s}.tenants ORDER BY tenant"
 
 LOCK_TENANT: Final = """
 INSERT INTO {s}.tenants AS t (tenant, last_seq) VALUES (%s, 0)
@@ -58,11 +70,15 @@ ON CONFLICT (tenant) DO UPDATE SET last_seq = t.last_seq
 
 # Stored memories are looked up with scalar subqueries, which PostgreSQL runs per incoming row
 # through the primary key: a join would let the planner scan all of the tenant's memories.
+# The old words are deleted before the new ones are inserted (the insert waits for the count
+# of deletions): a word an edit keeps is deleted and inserted again.
 WRITE: Final = """
 WITH base AS (
     SELECT last_seq FROM {s}.tenants WHERE tenant = %(tenant)s
 ), incoming AS (
-    SELECT i.id, i.text, i.tags::jsonb AS tags, i.metadata_json, false AS deleted, i.ord
+    SELECT i.id, i.text, i.tags::jsonb AS tags, i.metadata_json, false AS deleted, i.ord,
+        (SELECT tsvector_to_array(m.document) FROM {s}.memories AS m
+         WHERE m.tenant = %(tenant)s AND m.id = i.id) AS old_words
     FROM unnest(%(ids)s::text[], %(texts)s::text[], %(tags)s::text[], %(metadata)s::text[])
         WITH ORDINALITY AS i(id, text, tags, metadata_json, ord)
     WHERE NOT coalesce((
@@ -71,7 +87,9 @@ WITH base AS (
         FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = i.id
     ), false)
     UNION ALL
-    SELECT d.id, '', '[]'::jsonb, '{}', true, d.ord
+    SELECT d.id, '', '[]'::jsonb, '{}', true, d.ord,
+        (SELECT tsvector_to_array(m.document) FROM {s}.memories AS m
+         WHERE m.tenant = %(tenant)s AND m.id = d.id)
     FROM unnest(%(deletes)s::text[]) WITH ORDINALITY AS d(id, ord)
     WHERE (SELECT NOT m.deleted FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id)
 ), numbered AS (
@@ -93,21 +111,54 @@ WITH base AS (
         updated_at = EXCLUDED.updated_at,
         seq = EXCLUDED.seq,
         deleted = EXCLUDED.deleted
+    RETURNING m.id, m.document, m.deleted
+), unworded AS (
+    DELETE FROM {s}.memory_words AS w
+    USING (SELECT c.id, unnest(c.old_words) AS word FROM numbered AS c) AS old
+    WHERE w.tenant = %(tenant)s AND w.word = old.word AND w.id = old.id
     RETURNING 1
+), worded AS (
+    INSERT INTO {s}.memory_words (tenant, word, id)
+    SELECT %(tenant)s, unnest(tsvector_to_array(x.document)), x.id
+    FROM written AS x
+    WHERE NOT x.deleted AND (SELECT count(*) FROM unworded) >= 0
 )
 UPDATE {s}.tenants SET last_seq = last_seq + (SELECT count(*) FROM written)
 WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM written)
 """
 
+# The horizon and the changes in one statement (one snapshot); the horizon's row comes back
+# alone (columns null) when there is no change.
 CHANGES: Final = f"""
-SELECT {_COLUMNS} FROM {{s}}.memories
-WHERE tenant = %s AND seq > %s ORDER BY seq LIMIT %s
+SELECT h.horizon, c.* FROM (
+    SELECT coalesce(max(horizon), 0) AS horizon FROM {{s}}.tenants WHERE tenant = %(tenant)s
+) AS h LEFT JOIN LATERAL (
+    SELECT {_COLUMNS} FROM {{s}}.memories
+    WHERE tenant = %(tenant)s AND seq > %(after)s ORDER BY seq LIMIT %(limit)s
+) AS c ON true
+ORDER BY c.seq
 """
+
+# Tombstones older than the given time go, and the tenant's horizon rises to the highest
+# change number among them; the count removed comes back.
+COMPACT: Final = """
+WITH removed AS (
+    DELETE FROM {s}.memories
+    WHERE tenant = %(tenant)s AND deleted AND updated_at < %(older_than)s
+    RETURNING seq
+), raised AS (
+    UPDATE {s}.tenants SET horizon = greatest(horizon, (SELECT max(seq) FROM removed))
+    WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM removed)
+)
+SELECT count(*) FROM removed
+"""
+
+LOCK_COUNTER: Final = "SELECT 1 FROM {s}.tenants WHERE tenant = %s FOR UPDATE"
 
 RECENT: Final = f"""
 SELECT {_COLUMNS}, created_seq FROM {{s}}.memories
-WHERE tenant = %s AND NOT deleted {{where}}
-ORDER BY created_seq DESC LIMIT %s
+WHERE tenant = %(tenant)s AND NOT deleted {{where}}
+ORDER BY created_seq DESC LIMIT %(limit)s
 """
 
 
@@ -122,11 +173,23 @@ def search_text(words: Sequence[str]) -> str:
     return " ".join(f'"{word}"' for word in words)
 
 
+# The query's words are the lexemes of its search text, as `to_tsvector` finds them (the same
+# parser and dictionaries as `websearch_to_tsquery`): a memory matching the query holds them
+# all, so it is among the ids found under every one of them. With no word (only stop words)
+# nothing is found, as the text match finds nothing.
 RANKED: Final = f"""
 SELECT {_COLUMNS}, created_seq, ts_rank(document, q)::float8 AS rank
-FROM {{s}}.memories, websearch_to_tsquery('english', %s) AS q
-WHERE tenant = %s AND NOT deleted AND document @@ q {{where}}
-ORDER BY rank DESC, created_seq DESC LIMIT %s
+FROM (
+    SELECT w.id AS hit FROM {{s}}.memory_words AS w
+    WHERE w.tenant = %(tenant)s
+        AND w.word = ANY(tsvector_to_array(to_tsvector('english', %(search)s)))
+    GROUP BY w.id
+    HAVING count(*) = cardinality(tsvector_to_array(to_tsvector('english', %(search)s)))
+) AS hits
+JOIN {{s}}.memories ON tenant = %(tenant)s AND id = hits.hit
+CROSS JOIN websearch_to_tsquery('english', %(search)s) AS q
+WHERE NOT deleted AND document @@ q {{where}}
+ORDER BY rank DESC, created_seq DESC LIMIT %(limit)s
 """
 
 _ROLE: Final = """
@@ -199,11 +262,11 @@ def _configure(connection: psycopg.Connection[Row]) -> None:
     connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
-_ROW_SECURITY_TABLES: Final = ("tenants", "memories")
+_ROW_SECURITY_TABLES: Final = ("tenants", "memories", "memory_words")
 
 _ROW_SECURITY: Final = """
-SELECT bool_and(c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c
-WHERE c.oid IN (to_regclass(%s), to_regclass(%s))
+SELECT c.relrowsecurity AND c.relforcerowsecurity FROM pg_class c
+WHERE c.oid = ANY(ARRAY[%s, %s, %s]::regclass[])
 """
 
 
@@ -214,7 +277,7 @@ def enforce_row_security(connection: psycopg.Connection[Row], schema: str, wante
     they apply. Only the tables' owner may switch it: another role asking for the other
     setting gets a `ConfigError` saying so.
     """
-    if _row_security_on(connection, schema) == wanted:
+    if _row_security(connection, schema) == {wanted}:
         return
     switch = "ENABLE" if wanted else "DISABLE"
     force = "FORCE" if wanted else "NO FORCE"
@@ -237,16 +300,17 @@ def enforce_row_security(connection: psycopg.Connection[Row], schema: str, wante
         ) from None
 
 
-def _row_security_on(connection: psycopg.Connection[Row], schema: str) -> bool:
+def _row_security(connection: psycopg.Connection[Row], schema: str) -> set[bool]:
+    """Whether row security is enabled and forced, for each of the tables (one value when
+    all agree)."""
     names = [qualified(f"{{s}}.{table}", schema) for table in _ROW_SECURITY_TABLES]
-    row = connection.execute(_ROW_SECURITY, names).fetchone()
-    return bool(row[0]) if row is not None else False
+    return {bool(row[0]) for row in connection.execute(_ROW_SECURITY, names).fetchall()}
 
 
 def _describe(connection: psycopg.Connection[Row], schema: str) -> JsonObject:
     row = connection.execute(_ROLE).fetchone()
     bypasses = bool(row[0]) if row is not None else False
-    enforced = _row_security_on(connection, schema)
+    enforced = _row_security(connection, schema) == {True}
     info = connection.info
     return {
         "backend": "postgres",
@@ -283,6 +347,9 @@ class PostgresBackend:
         self._lock_tenant = qualified(LOCK_TENANT, schema)
         self._write = qualified(WRITE, schema)
         self._changes = qualified(CHANGES, schema)
+        self._compact = qualified(COMPACT, schema)
+        self._lock_counter = qualified(LOCK_COUNTER, schema)
+        self._tenants = qualified(TENANTS, schema)
         self._recent = qualified(RECENT, schema)
         self._ranked = qualified(RANKED, schema)
 
@@ -338,9 +405,22 @@ class PostgresBackend:
         return MemoryPage(memories, cursor)
 
     def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
-        """Changes numbered after `after`, in number order, tombstones included."""
-        rows = self._read(tenant, self._changes, [tenant, after, limit])
-        return tuple(_stored(row) for row in rows)
+        """Changes numbered after `after`, in number order, tombstones included; a state
+        below the tenant's compaction horizon raises `ResyncRequired`."""
+        rows = self._read(tenant, self._changes, {"tenant": tenant, "after": after, "limit": limit})
+        horizon = rows[0][0] if rows else 0
+        if 0 < after < horizon:
+            raise ResyncRequired(
+                f"the sync state (change {after}) is older than the tenant's compaction "
+                f"horizon (change {horizon}): deletions after it are gone, so start a full "
+                "sync (a sync with no state)"
+            )
+        return tuple(_stored(row[1:]) for row in rows if row[1] is not None)
+
+    def compact(self, older_than: datetime, tenant: str | None = None) -> int:
+        """Remove tombstones deleted before `older_than`, one transaction per tenant."""
+        tenants = [tenant] if tenant is not None else self._all_tenants()
+        return sum(self._compact_tenant(name, older_than) for name in tenants)
 
     def close(self) -> None:
         """Close the pool: its connections and its worker threads."""
@@ -348,7 +428,26 @@ class PostgresBackend:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _read(self, tenant: str, statement: str, values: Sequence[object]) -> list[Row]:
+    def _compact_tenant(self, tenant: str, older_than: datetime) -> int:
+        """One tenant's compaction, holding its counter row as a write does."""
+        with self._pool.connection() as connection, connection.transaction():
+            connection.execute(SET_TENANT, (tenant,))
+            if connection.execute(self._lock_counter, (tenant,)).fetchone() is None:
+                return 0  # the tenant never wrote: nothing to compact
+            row = connection.execute(
+                self._compact, {"tenant": tenant, "older_than": older_than}
+            ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _all_tenants(self) -> list[str]:
+        """Every tenant with a counter row: the one read row security lets span tenants."""
+        with self._pool.connection() as connection, connection.transaction():
+            connection.execute(LIST_TENANTS)
+            return [row[0] for row in connection.execute(self._tenants).fetchall()]
+
+    def _read(
+        self, tenant: str, statement: str, values: Sequence[object] | Mapping[str, object]
+    ) -> list[Row]:
         """Rows of `statement` for `tenant`: one statement, so one transaction of its own.
 
         The tenant is set for the connection's session first (every use of a pooled
@@ -360,40 +459,48 @@ class PostgresBackend:
             return connection.execute(statement, values).fetchall()
 
     def _recent_page(
-        self, tenant: str, query: MemoryQuery, where: list[str], parameters: list[object]
-    ) -> tuple[str, list[object]]:
+        self, tenant: str, query: MemoryQuery, where: list[str], parameters: dict[str, object]
+    ) -> tuple[str, dict[str, object]]:
         if query.cursor is not None:
             position = _position(query.cursor, query.fingerprint, _RECENT)
-            where.append("AND created_seq < %s")
-            parameters.append(_before(position))
+            where.append("AND created_seq < %(before)s")
+            parameters["before"] = _before(position)
         statement = self._recent.replace("{where}", " ".join(where))
-        return statement, [tenant, *parameters, query.limit + 1]
+        return statement, {**parameters, "tenant": tenant, "limit": query.limit + 1}
 
     def _ranked_page(
-        self, tenant: str, query: MemoryQuery, where: list[str], parameters: list[object]
-    ) -> tuple[str, list[object]]:
+        self, tenant: str, query: MemoryQuery, where: list[str], parameters: dict[str, object]
+    ) -> tuple[str, dict[str, object]]:
         if query.cursor is not None:
             position = _position(query.cursor, query.fingerprint, _RANKED)
-            where.append("AND (ts_rank(document, q)::float8, created_seq) < (%s::float8, %s)")
-            parameters.extend((_rank(position), _before(position)))
+            where.append(
+                "AND (ts_rank(document, q)::float8, created_seq) < (%(rank)s::float8, %(before)s)"
+            )
+            parameters.update(rank=_rank(position), before=_before(position))
         statement = self._ranked.replace("{where}", " ".join(where))
-        return statement, [search_text(query.words), tenant, *parameters, query.limit + 1]
+        return statement, {
+            **parameters,
+            "tenant": tenant,
+            "search": search_text(query.words),
+            "limit": query.limit + 1,
+        }
 
 
-def _filter_sql(memory_filter: MemoryFilter) -> tuple[list[str], list[object]]:
-    """SQL conditions agreeing with `MemoryFilter.matches`, and their parameters.
+def _filter_sql(memory_filter: MemoryFilter) -> tuple[list[str], dict[str, object]]:
+    """SQL conditions agreeing with `MemoryFilter.matches`, and their named parameters.
 
     JSONB equality compares numbers by value and never equates a number, a string and a
     boolean, which is exactly `json_equal`.
     """
     where: list[str] = []
-    parameters: list[object] = []
+    parameters: dict[str, object] = {}
     if memory_filter.tags:
-        where.append("AND tags @> %s::jsonb")
-        parameters.append(canonical_json(list(memory_filter.tags)))
-    for key, value in memory_filter.metadata:
-        where.append("AND metadata -> %s = %s::jsonb")
-        parameters.extend((key, canonical_json(value)))
+        where.append("AND tags @> %(tags)s::jsonb")
+        parameters["tags"] = canonical_json(list(memory_filter.tags))
+    for number, (key, value) in enumerate(memory_filter.metadata):
+        where.append(f"AND metadata -> %(key{number})s = %(value{number})s::jsonb")
+        parameters[f"key{number}"] = key
+        parameters[f"value{number}"] = canonical_json(value)
     for column, operator, moment in (
         ("created_at", ">", memory_filter.created_after),
         ("created_at", "<", memory_filter.created_before),
@@ -401,8 +508,9 @@ def _filter_sql(memory_filter: MemoryFilter) -> tuple[list[str], list[object]]:
         ("updated_at", "<", memory_filter.updated_before),
     ):
         if moment is not None:
-            where.append(f"AND {column} {operator} %s")
-            parameters.append(moment)
+            name = f"{column}_{'after' if operator == '>' else 'before'}"
+            where.append(f"AND {column} {operator} %({name})s")
+            parameters[name] = moment
     return where, parameters
 
 

@@ -14,10 +14,21 @@ Everything lives in one schema (the config's `schema`, ``integrations_memory`` b
   list (256 kB): a long one is scanned by every text query until vacuum flushes it, and makes
   the planner prefer a full scan.
 
-Row-level security is enabled and forced on both tenant tables: a row is visible only to a
+- ``memory_words``: one row per (tenant, word, id), a word being a lexeme of a live memory's
+  ``document``. Text queries find their memories here, by equality on a b-tree: under row
+  security PostgreSQL may apply only leakproof conditions before the policy, and equality on
+  text is leakproof while the text match (``@@``) is not, so the GIN index of ``document`` is
+  usable only with row security off. The words are the b-tree's way to the same memories
+  under the policy (see `_backend`);
+- ``tenants.horizon``: the tenant's compaction horizon, the highest change number compaction
+  removed (0: none). A sync from before it must start again.
+
+Row-level security is enabled and forced on the tenant tables: a row is visible only to a
 transaction whose ``integrations.tenant`` setting names its tenant, so a query that forgot its
 ``WHERE tenant = ...`` still sees one tenant. It does not hold against roles that bypass row
-security (superusers and ``BYPASSRLS`` roles): connect as a plain role for it to apply.
+security (superusers and ``BYPASSRLS`` roles): connect as a plain role for it to apply. One
+exception, for compaction across tenants: a transaction whose ``integrations.all_tenants``
+setting is ``list`` may read every row of ``tenants`` (names and counters, never memories).
 
 Migrations run in one transaction under a transaction-scoped advisory lock, so connectors
 starting together apply each migration once.
@@ -72,6 +83,48 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         USING (tenant = current_setting('integrations.tenant', true))
         WITH CHECK (tenant = current_setting('integrations.tenant', true));
     """,
+    # 2: the words of live memories, for text queries under row security. Filling it reads
+    # every tenant's memories, so the owner lifts FORCE on `memories` for this transaction
+    # (the ALTER locks the table until commit); the new table gets the row security the
+    # memories have.
+    """
+    CREATE TABLE {s}.memory_words (
+        tenant text NOT NULL,
+        word text NOT NULL,
+        id text NOT NULL,
+        PRIMARY KEY (tenant, word, id)
+    );
+    CREATE POLICY tenant_rows ON {s}.memory_words
+        USING (tenant = current_setting('integrations.tenant', true))
+        WITH CHECK (tenant = current_setting('integrations.tenant', true));
+    DO $$
+    DECLARE
+        secured boolean;
+        forced boolean;
+    BEGIN
+        SELECT relrowsecurity, relforcerowsecurity INTO secured, forced
+        FROM pg_class WHERE oid = '{s}.memories'::regclass;
+        ALTER TABLE {s}.memories NO FORCE ROW LEVEL SECURITY;
+        INSERT INTO {s}.memory_words (tenant, word, id)
+            SELECT tenant, unnest(tsvector_to_array(document)), id
+            FROM {s}.memories WHERE NOT deleted;
+        IF forced THEN
+            ALTER TABLE {s}.memories FORCE ROW LEVEL SECURITY;
+            ALTER TABLE {s}.memory_words FORCE ROW LEVEL SECURITY;
+        END IF;
+        IF secured THEN
+            ALTER TABLE {s}.memory_words ENABLE ROW LEVEL SECURITY;
+        END IF;
+    END $$;
+    """,
+    # 3: compaction: each tenant's horizon, tombstones by deletion time, and the list of
+    # tenants compaction of every tenant reads.
+    """
+    ALTER TABLE {s}.tenants ADD COLUMN horizon bigint NOT NULL DEFAULT 0;
+    CREATE INDEX memories_tombstones ON {s}.memories (tenant, updated_at) WHERE deleted;
+    CREATE POLICY list_tenants ON {s}.tenants FOR SELECT
+        USING (current_setting('integrations.all_tenants', true) = 'list');
+    """,
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
@@ -83,16 +136,19 @@ def qualified(template: str, schema: str) -> str:
     return template.replace("{s}", sql.Identifier(schema).as_string())
 
 
-def migrate(connection: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
-    """Bring `schema` to `SCHEMA_VERSION`; return the version found before (0 for none).
+def migrate(
+    connection: psycopg.Connection[tuple[object, ...]], schema: str, target: int = SCHEMA_VERSION
+) -> int:
+    """Bring `schema` to `target` (this code's version unless a test asks for an older one);
+    return the version found before (0 for none).
 
     Reads the version without a lock first, so opening an up-to-date store takes no lock and
     needs no privilege to create anything. `connection` must be in autocommit mode.
     """
     found = _version(connection, schema)
-    if found == SCHEMA_VERSION:
-        return found
     _refuse_newer(found, schema)
+    if found >= target:
+        return found
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema),))
         connection.execute(qualified("CREATE SCHEMA IF NOT EXISTS {s}", schema))
@@ -106,7 +162,7 @@ def migrate(connection: psycopg.Connection[tuple[object, ...]], schema: str) -> 
         )
         current = _version(connection, schema)
         _refuse_newer(current, schema)
-        for version in range(current + 1, SCHEMA_VERSION + 1):
+        for version in range(current + 1, target + 1):
             connection.execute(qualified(_MIGRATIONS[version - 1], schema))
             connection.execute(
                 qualified("INSERT INTO {s}.schema_versions (version) VALUES (%s)", schema),
