@@ -27,7 +27,7 @@ from integrations.adapters.memory_adapters.redis._scripts import (
     index_words,
     tag_hashes,
 )
-from integrations.base import Record
+from integrations.base import Record, format_utc
 
 __all__ = ["RawClient", "connector_config"]
 
@@ -48,7 +48,7 @@ class RawClient:
     def push(self, tenant: str, records: Sequence[Record]) -> None:
         """Write `records` as new memories in one pipeline, numbering them like the connector."""
         keys = TenantKeys.of(self._prefix, tenant)
-        now = datetime.now(UTC).isoformat()
+        now = format_utc(datetime.now(UTC))
         last = int(self._client.get(keys.counter) or 0)
         pipeline = self._client.pipeline()
         for seq, record in enumerate(records, last + 1):

@@ -34,6 +34,7 @@ from integrations.base import (
     Session,
     SyncState,
     TransientError,
+    format_utc,
     registry,
 )
 
@@ -270,6 +271,30 @@ def test_text_pages_neither_repeat_nor_skip_while_writers_shift_the_scores(
     assert {r for r in seen if r[:3] != "new" and not r.endswith("x")} == {
         r.id for r in originals
     } - removed
+
+
+def test_a_text_search_returns_the_records_a_newest_first_fetch_returns(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    with store(redis_url, prefix) as session:
+        session.push(
+            PushPayload(records=(memory("a", "shared word", ["x"], n=1), memory("b", "shared")))
+        )
+        session.push(PushPayload(records=(memory("a", "shared word again", ["x"], n=2),)))
+        searched = session.fetch(FetchQuery(text="shared")).records
+        newest = session.fetch(FetchQuery()).records
+        # A time stored in the spelling of earlier versions comes back in today's spelling.
+        key = f"{prefix}:{{{b'acme'.hex()}}}:m:b"
+        raw.hset(key, "a", str(raw.hget(key, "a")).replace("Z", "+00:00"))
+        rewritten = session.fetch(FetchQuery(text="shared")).records
+    assert sorted(searched, key=lambda r: r.id) == sorted(newest, key=lambda r: r.id)
+    assert rewritten == searched
+    for record in searched:
+        assert record.updated_at is not None
+        assert str(record.data["created_at"]).endswith("Z")
+    edited = next(record for record in searched if record.id == "a")
+    assert edited.updated_at is not None
+    assert edited.data["created_at"] < format_utc(edited.updated_at)
 
 
 def connected(url: str, prefix: str) -> tuple[RedisMemoryConnector, Connection]:

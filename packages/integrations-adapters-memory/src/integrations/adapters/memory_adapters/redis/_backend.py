@@ -61,7 +61,9 @@ from integrations.base import (
     InvalidRequest,
     JsonObject,
     NotSupported,
+    Record,
     TransientError,
+    format_utc,
 )
 
 from ._scripts import (
@@ -237,17 +239,38 @@ def _escaped(word: str) -> str:
 # -- the backend ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
-    """A match of a text search: the memory, its score and its creation order."""
+_Hit = tuple[float, int, "_SearchedMemory"]
+"""A match of a text search: its score negated (so that sorting ranks it), its creation
+order and the memory."""
 
-    memory: StoredMemory
-    score: float
-    order: int
+
+@dataclass(frozen=True, slots=True)
+class _SearchedMemory(StoredMemory):
+    """A memory a text search read, with its creation time as stored: its record carries
+    that string, already in `format_utc`'s spelling, instead of formatting the parsed time
+    again (a search returns many records)."""
+
+    created_text: str = ""
+
+    def to_record(self) -> Record:
+        """The record `StoredMemory.to_record` builds, from the stored creation time."""
+        return Record.model_construct(
+            id=self.id,
+            data={
+                "text": self.text,
+                "tags": list(self.tags),
+                "metadata": self.metadata,
+                "created_at": self.created_text,
+            },
+            deleted=False,
+            updated_at=self.updated_at,
+        )
 
 
 _FIELDS: Final = ("t", "g", "x", "a", "u", "s", "c")
 """The hash fields a text search returns for each match (see `_redis_scripts`)."""
+_FIELD_NAMES: Final = list(_FIELDS)
+"""`_FIELDS` as a reply lists them (a list compares equal to a list only)."""
 
 
 class RedisBackend:
@@ -305,7 +328,7 @@ class RedisBackend:
         keys = TenantKeys.of(self._settings.key_prefix, tenant)
         indexed = self._index is not None
         script_keys = [keys.counter, keys.changes, keys.created]
-        args: list[str | int] = [now.isoformat(), self._index or "", keys.tag, len(batch.upserts)]
+        args: list[str | int] = [format_utc(now), self._index or "", keys.tag, len(batch.upserts)]
         for memory in batch.upserts:
             script_keys.append(keys.memory(memory.id))
             args += (
@@ -391,9 +414,11 @@ class RedisBackend:
     def _ranked(self, keys: TenantKeys, query: MemoryQuery, index: str) -> MemoryPage:
         """The best matches the pagination has not returned yet (see the module's docs).
 
-        Without metadata or time filters the search asks for just enough matches to fill the
-        page past those already returned; with them, every match (up to
-        ``max_search_results``) is read and filtered here.
+        Without metadata or time filters the search reads just the window that fills the
+        page past those already returned, and the reply's match count says whether more
+        follow (a match count above the window leaves more than a page unreturned, since at
+        most ``len(returned)`` of the matches were returned before). With them, every match
+        (up to ``max_search_results``) is read and filtered here.
         """
         returned: set[int] = set()
         if query.cursor is not None:
@@ -401,10 +426,9 @@ class RedisBackend:
                 query.cursor, fingerprint=query.fingerprint, kinds=_RANKED_KINDS
             )[1]
             returned = set(unpack_numbers(position.get("returned")))
+        limit, most = query.limit, self._settings.max_search_results
         filtered_here = bool(query.filter.metadata) or _times(query.filter)
-        window = self._settings.max_search_results
-        if not filtered_here:
-            window = min(window, len(returned) + query.limit + 1)
+        window = most if filtered_here else min(most, len(returned) + limit)
         expression = search_expression(keys.tag, query.filter.tags, query.words)
         with redis_errors("FT.SEARCH"):
             reply = _execute(
@@ -413,16 +437,17 @@ class RedisBackend:
             )  # fmt: skip
         hits = [
             hit
-            for hit in _hits(reply, len(keys.memory_prefix))
-            if hit.order not in returned and query.filter.matches(hit.memory)
+            for hit in _hits(reply, len(keys.memory_prefix), returned)
+            if query.filter.matches(hit[2])
         ]
-        hits.sort(key=lambda hit: (-hit.score, -hit.order))
-        page = hits[: query.limit]
+        hits.sort(key=_rank)
+        page = hits[:limit]
+        unread = not filtered_here and window < most and int(reply[0]) > window
         cursor = None
-        if len(hits) > query.limit:
-            returned.update(hit.order for hit in page)
+        if len(hits) > limit or unread:
+            returned.update(order for _, order, _ in page)
             cursor = encode_cursor(_RANKED, query.fingerprint, returned=pack_numbers(returned))
-        return MemoryPage(tuple(hit.memory for hit in page), cursor)
+        return MemoryPage(tuple(memory for _, _, memory in page), cursor)
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -456,25 +481,50 @@ def _hydrated(rows: Sequence[str]) -> list[tuple[StoredMemory, int]]:
     return memories
 
 
-def _hits(reply: Sequence[Any], prefix_length: int) -> list[_Hit]:
-    """The live memories of an ``FT.SEARCH ... WITHSCORES RETURN <_FIELDS>`` reply."""
+def _hits(reply: Sequence[Any], prefix_length: int, returned: set[int]) -> list[_Hit]:
+    """The live memories of an ``FT.SEARCH ... WITHSCORES RETURN <_FIELDS>`` reply, but for
+    those created at the orders in `returned` (left undecoded)."""
     hits: list[_Hit] = []
     for start in range(1, len(reply) - 2, 3):
         fields = reply[start + 2]
-        values = dict(zip(fields[0::2], fields[1::2], strict=True)) if fields else {}
-        if not values.get("c") or not values.get("a"):
+        if fields and fields[0::2] == _FIELD_NAMES:  # every field, in the order asked for
+            text, tags, metadata, created, updated, seq, order = fields[1::2]
+        else:
+            text, tags, metadata, created, updated, seq, order = _by_name(fields)
+        if not order or not created:
             continue  # a tombstone's hash (the write script unindexes it in the same step)
-        memory = StoredMemory(
-            id=str(reply[start])[prefix_length:],
-            text=values.get("t", ""),
-            tags=tuple(json.loads(values.get("g") or "[]")),
-            metadata=json.loads(values.get("x") or "{}"),
-            created_at=datetime.fromisoformat(values["a"]),
-            updated_at=datetime.fromisoformat(values["u"]),
-            seq=int(values["s"]),
+        number = int(order)
+        if number in returned:
+            continue
+        updated_at = datetime.fromisoformat(updated)
+        memory = _SearchedMemory(
+            id=reply[start][prefix_length:],
+            text=text,
+            tags=tuple(json.loads(tags or "[]")),
+            metadata=json.loads(metadata or "{}"),
+            created_at=datetime.fromisoformat(created),
+            updated_at=updated_at,
+            seq=int(seq),
+            created_text=created if created.endswith("Z") else _utc_text(created),
         )
-        hits.append(_Hit(memory, float(reply[start + 1]), int(values["c"])))
+        hits.append((-float(reply[start + 1]), number, memory))
     return hits
+
+
+def _by_name(fields: Sequence[str] | None) -> list[str]:
+    """The values of `_FIELDS` in a reply's name/value list, absent ones empty."""
+    values = dict(zip(fields[0::2], fields[1::2], strict=True)) if fields else {}
+    return [values.get(name, "") for name in _FIELDS]
+
+
+def _rank(hit: _Hit) -> tuple[float, int]:
+    """Best score first; among equal scores, the newest memory first."""
+    return hit[0], -hit[1]
+
+
+def _utc_text(stored: str) -> str:
+    """A stored time in the spelling records use (times written before it were ``+00:00``)."""
+    return format_utc(datetime.fromisoformat(stored))
 
 
 def _times(memory_filter: MemoryFilter) -> bool:
