@@ -25,6 +25,9 @@ from integrations.adapters.memory_adapters import (
     MemoryStoreConnector,
     StoredMemory,
     WriteBatch,
+    decode_sync_state,
+    encode_sync_state,
+    sync_floor,
 )
 from integrations.adapters.memory_adapters.sqlite import SqliteMemoryConfig, SqliteMemoryConnector
 from integrations.base import (
@@ -244,21 +247,11 @@ def test_the_horizon_survives_reopening_the_store(store: Store) -> None:
         assert changes_of(changes) == [("young", True), ("edited", False)]
 
 
-# Both tests below fail today for the same reason, on every store: a sync state is only a
-# change number, and the backend compares it with the horizon. A full sync started after a
-# compaction is complete with no tombstone before the horizon, but its states can still be
-# below the horizon (its pages go through older live memories; its last change can be older
-# than the newest removed tombstone), so the backend refuses them. Fixing it needs the sync
-# state to carry the horizon its full sync started under, which the backend protocol does not
-# pass today.
-BELOW_THE_HORIZON = pytest.mark.xfail(
-    strict=True,
-    raises=ResyncRequired,
-    reason="a full sync's state below the compaction horizon is refused (see the comment)",
-)
+# A full sync started after a compaction never shows what that compaction removed, so its
+# states carry the horizon it started under (their floor) and are refused only for a later
+# compaction, which may have removed the deletion of a memory the sync did show.
 
 
-@BELOW_THE_HORIZON
 def test_a_full_sync_after_compaction_pages_to_its_end(store: Store) -> None:
     with store.open(sync_page_size=1) as session:
         push(session, memory("a", "first"), memory("b", "second"), memory("gone", "deleted"))
@@ -269,7 +262,6 @@ def test_a_full_sync_after_compaction_pages_to_its_end(store: Store) -> None:
         assert changes_of(changes) == [("a", False), ("b", False)]
 
 
-@BELOW_THE_HORIZON
 def test_a_full_sync_after_compaction_can_be_resumed(store: Store) -> None:
     with store.open() as session:
         push(session, memory("a", "kept"), memory("gone", "deleted"))
@@ -280,6 +272,35 @@ def test_a_full_sync_after_compaction_can_be_resumed(store: Store) -> None:
         assert changes_of(changes) == [("a", False)]
         push(session, memory("b", "after the full sync"))
         assert changes_of(sync_all(session, state)[0]) == [("b", False)]
+
+
+def test_a_full_sync_is_refused_when_a_later_compaction_removes_what_it_showed(
+    store: Store,
+) -> None:
+    with store.open(sync_page_size=1) as session:
+        push(session, memory("a", "shown by the first page"), memory("b", "second"))
+        first = session.sync(SyncState())
+        assert changes_of(list(first.changes)) == [("a", False)]
+        delete(session, "a")
+        store.clock.advance(hours=2)
+        assert compact(session, timedelta(hours=1)) == 1
+        with pytest.raises(ResyncRequired, match="full sync"):
+            sync_all(session, first.state)
+
+
+def test_a_state_without_a_floor_counts_as_floor_zero(store: Store) -> None:
+    # States issued before they carried a floor hold only a change number: they are checked
+    # against the horizon alone, as they always were.
+    with store.open() as session:
+        push(session, memory("a", "kept"), memory("gone", "deleted"))
+        delete(session, "gone")
+        store.clock.advance(hours=2)
+        assert compact(session, timedelta(hours=1)) == 1
+        state = sync_all(session, SyncState())[1]
+        assert sync_floor(state) > decode_sync_state(state)
+        assert sync_all(session, state)[0] == []
+        with pytest.raises(ResyncRequired):
+            session.sync(encode_sync_state(decode_sync_state(state)))
 
 
 # -- tenants ----------------------------------------------------------------------------------
@@ -368,8 +389,13 @@ class FlakyBackend:
     def query(self, tenant: str, query: Any) -> Any:
         return self._backend.query(tenant, query)
 
-    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
-        return self._backend.changes(tenant, after, limit)
+    def changes(
+        self, tenant: str, after: int, limit: int, floor: int = 0
+    ) -> tuple[StoredMemory, ...]:
+        return self._backend.changes(tenant, after, limit, floor)
+
+    def horizon(self, tenant: str) -> int:
+        return self._backend.horizon(tenant)
 
     def compact(self, older_than: datetime, tenant: str | None = None) -> int:
         self.compactions.append(older_than)

@@ -14,7 +14,13 @@ deployments that use it. This module exports what all memory stores share.
 
 from ._backend import MemoryBackend, MemoryPage
 from ._connector import MemoryStoreConfig, MemoryStoreConnector
-from ._cursor import decode_cursor, decode_sync_state, encode_cursor, encode_sync_state
+from ._cursor import (
+    decode_cursor,
+    decode_sync_state,
+    encode_cursor,
+    encode_sync_state,
+    sync_floor,
+)
 from ._memory import (
     MAX_TAG_LENGTH,
     MAX_TAGS,
@@ -51,5 +57,6 @@ __all__ = [
     "json_equal",
     "memory_problem",
     "parse_query",
+    "sync_floor",
     "text_words",
 ]

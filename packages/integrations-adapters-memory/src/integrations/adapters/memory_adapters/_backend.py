@@ -13,9 +13,14 @@ stores and finds memories. Its rules:
   it has words and newest first (by creation) otherwise, with a cursor for the next page that
   neither repeats nor skips memories that stay unchanged while the caller pages.
 - `changes` returns the tenant's memories whose latest change is numbered after `after`,
-  tombstones included, in number order. When `after` is below the tenant's compaction
-  horizon (the highest change number a compaction removed), some deletions after `after`
-  are gone for good: `changes` raises `ResyncRequired` instead of an incomplete list.
+  tombstones included, in number order. When `after` > 0 and both `after` and `floor` are
+  below the tenant's compaction horizon (the highest change number a compaction removed),
+  some deletions the caller has not seen are gone for good: `changes` raises
+  `ResyncRequired` instead of an incomplete list. `floor` is the horizon at the start of the
+  full sync the caller's state descends from: a memory whose deletion was compacted before
+  that full sync began was never shown to the caller, so its loss hides nothing. The check
+  and the read come from one snapshot.
+- `horizon` is the tenant's compaction horizon now (0 before any compaction).
 - `compact` removes tombstones whose deletion is older than `older_than` (for one tenant,
   or for every tenant when `tenant` is None) in one transaction per tenant, and raises each
   affected tenant's horizon to the highest change number it removed.
@@ -66,8 +71,14 @@ class MemoryBackend(Protocol):
         """One page of `tenant`'s live memories matching `query`."""
         ...
 
-    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
+    def changes(
+        self, tenant: str, after: int, limit: int, floor: int = 0
+    ) -> tuple[StoredMemory, ...]:
         """Up to `limit` of `tenant`'s changes numbered after `after`, in number order."""
+        ...
+
+    def horizon(self, tenant: str) -> int:
+        """The highest change number a compaction removed for `tenant` (0: none yet)."""
         ...
 
     def compact(self, older_than: datetime, tenant: str | None = None) -> int:

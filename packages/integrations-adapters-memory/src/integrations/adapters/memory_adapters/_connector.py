@@ -47,7 +47,7 @@ from integrations.base import (
 )
 
 from ._backend import MemoryBackend
-from ._cursor import decode_sync_state, encode_sync_state
+from ._cursor import decode_sync_state, encode_sync_state, sync_floor
 from ._memory import check_push
 from ._query import parse_query
 
@@ -190,13 +190,17 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
         caller starts again from `SyncState()`.
         """
         tenant, backend, config = self._session("sync")
-        after = decode_sync_state(state)
+        after, floor = decode_sync_state(state), sync_floor(state)
         with self._io, backend.errors():
-            changes = backend.changes(tenant, after, config.sync_page_size + 1)
+            if after == 0:
+                # A full sync shows only what survived the compactions so far: remember
+                # their horizon, so paging on and syncing later are not refused for them.
+                floor = backend.horizon(tenant)
+            changes = backend.changes(tenant, after, config.sync_page_size + 1, floor)
         page = changes[: config.sync_page_size]
         last = page[-1].seq if page else after
         return SyncResult(
-            state=encode_sync_state(last),
+            state=encode_sync_state(last, floor),
             changes=tuple(memory.to_record() for memory in page),
             has_more=len(changes) > len(page),
         )

@@ -2,7 +2,9 @@
 
 A fetch cursor is bound to the query that produced it (its fingerprint): offered with another
 query it is refused rather than quietly paging the wrong results. A sync state carries the
-last change sequence number the caller has seen. Both are URL-safe base64 of a small JSON
+last change sequence number the caller has seen and, once a full sync started after a
+compaction, that compaction's horizon (the floor below which nothing the caller saw was
+removed). Both are URL-safe base64 of a small JSON
 object; anything that does not decode to what was issued raises `InvalidRequest`.
 """
 
@@ -12,7 +14,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from integrations.base import InvalidRequest, SyncState
 
@@ -24,6 +26,7 @@ __all__ = [
     "encode_cursor",
     "encode_sync_state",
     "pack_numbers",
+    "sync_floor",
     "unpack_numbers",
 ]
 
@@ -52,21 +55,41 @@ def decode_cursor(
     return str(kind), position
 
 
-def encode_sync_state(seq: int) -> SyncState:
-    """The state after the change numbered `seq` (0 before any change)."""
-    return SyncState(cursor=encode_cursor(_SYNC_KIND, "", seq=seq), bookmarks={"seq": seq})
+def encode_sync_state(seq: int, floor: int = 0) -> SyncState:
+    """The state after the change numbered `seq` (0 before any change).
+
+    `floor` is the compaction horizon the full sync this state descends from started at: the
+    caller has never seen a memory whose deletion numbered at or below it was compacted.
+    """
+    position = {"seq": seq, "floor": floor} if floor else {"seq": seq}
+    return SyncState(cursor=encode_cursor(_SYNC_KIND, "", **position), bookmarks={"seq": seq})
 
 
 def decode_sync_state(state: SyncState) -> int:
     """The change sequence number `state` resumes after; `InvalidRequest` when it is damaged."""
+    return _sync_position(state)[0]
+
+
+def sync_floor(state: SyncState) -> int:
+    """The compaction horizon the state's full sync started at (0 when none was known)."""
+    return _sync_position(state)[1]
+
+
+def _sync_position(state: SyncState) -> tuple[int, int]:
     if state.cursor is None:
-        return 0
+        return 0, 0
     body = _decode(state.cursor, "sync state")
     position = body.get("p")
-    seq = position.get("seq") if isinstance(position, dict) else None
-    if body.get("k") != _SYNC_KIND or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if body.get("k") != _SYNC_KIND or not isinstance(position, dict):
         raise InvalidRequest("the sync state was not issued by this memory store")
-    return seq
+    seq, floor = position.get("seq"), position.get("floor", 0)
+    if not (_count(seq) and _count(floor)):
+        raise InvalidRequest("the sync state was not issued by this memory store")
+    return seq, floor
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _decode(token: str, what: str) -> dict[str, Any]:

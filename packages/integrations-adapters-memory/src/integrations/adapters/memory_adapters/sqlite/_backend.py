@@ -283,17 +283,20 @@ class SqliteBackend:
             if db.in_transaction:
                 db.execute("ROLLBACK")  # it only read: nothing to keep
 
-    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
+    def changes(
+        self, tenant: str, after: int, limit: int, floor: int = 0
+    ) -> tuple[StoredMemory, ...]:
         """The tenant's changes numbered after `after`, tombstones included, in number order.
 
-        `ResyncRequired` when deletions after `after` were compacted away. The horizon and
-        the changes are read in one transaction, so they come from the same snapshot.
+        `ResyncRequired` when deletions the caller has not seen were compacted away (both
+        `after` and `floor` below the horizon). The horizon and the changes are read in one
+        transaction, so they come from the same snapshot.
         """
         with self._snapshot() as db:
             if after > 0:
                 row = db.execute(HORIZON, (tenant,)).fetchone()
                 horizon = row[0] if row is not None else 0
-                if after < horizon:
+                if max(after, floor) < horizon:
                     raise ResyncRequired(
                         f"the sync state (after change {after}) is older than the store's "
                         f"compaction horizon (change {horizon}): deletions it has not seen were "
@@ -301,6 +304,11 @@ class SqliteBackend:
                     )
             rows = db.execute(_CHANGES, (tenant, after, limit)).fetchall()
         return tuple(_stored(row) for row in rows)
+
+    def horizon(self, tenant: str) -> int:
+        """The highest change number a compaction removed for `tenant` (0: none yet)."""
+        row = self._db.execute(HORIZON, (tenant,)).fetchone()
+        return int(row[0]) if row is not None else 0
 
     def query(self, tenant: str, query: MemoryQuery) -> MemoryPage:
         """Newest first without words; ranked by bm25 (ties newest first) with words."""
