@@ -13,7 +13,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,13 @@ from integrations.adapters.memory_adapters.postgres import (
     PostgresMemoryConfig,
     PostgresMemoryConnector,
 )
+from integrations.adapters.memory_adapters.postgres._backend import (
+    PostgresBackend,
+    PostgresSettings,
+    open_postgres,
+)
 from integrations.adapters.memory_adapters.postgres._errors import postgres_errors
-from integrations.adapters.memory_adapters.postgres._schema import SCHEMA_VERSION
+from integrations.adapters.memory_adapters.postgres._schema import SCHEMA_VERSION, migrate
 from integrations.base import (
     AuthContext,
     AuthError,
@@ -42,6 +47,7 @@ from integrations.base import (
     FetchQuery,
     InvalidRequest,
     Record,
+    ResyncRequired,
     Session,
     SyncState,
     TransientError,
@@ -523,6 +529,73 @@ def test_without_row_security_text_queries_use_the_gin_index(
     assert raw.execute(memories).fetchone() == (0,)  # enforced again: no tenant, no rows
 
 
+def haystack(session: Session, prefix: str) -> None:
+    """4,000 memories of five common words and four holding "needle": enough rows for the
+    planner to prefer an index for a rare word."""
+    words = ["hay", "straw", "grass", "clover", "oats"]
+    for batch in range(4):
+        push(
+            session,
+            *(memory(f"{prefix}{batch}-{i}", f"{words[i % 5]} {i}") for i in range(1000)),
+            memory(f"needle{batch}", f"the needle of {prefix}"),
+        )
+
+
+def ranked_statement(
+    backend: PostgresBackend, tenant: str, text: str
+) -> tuple[str, dict[str, object]]:
+    """The statement and parameters the store sends for a first page of `text`."""
+    query = parse_query(FetchQuery(text=text), max_limit=100, scope=tenant)
+    return backend._ranked_page(tenant, query, [], {})
+
+
+def run_as(
+    raw: psycopg.Connection[Any], tenant: str, statement: str, values: dict[str, object]
+) -> list[tuple[Any, ...]]:
+    """`statement`'s rows in a transaction whose row security setting names `tenant`."""
+    with raw.transaction():
+        raw.execute("SELECT set_config('integrations.tenant', %s, true)", (tenant,))
+        return raw.execute(statement, values).fetchall()
+
+
+def test_text_queries_under_row_security_use_an_index(
+    postgres_dsn: str, schema: str, raw: psycopg.Connection[Any]
+) -> None:
+    with (
+        store(postgres_dsn, schema, tenant="a") as first,
+        store(postgres_dsn, schema, "b") as second,
+    ):
+        haystack(first, "a")
+        haystack(second, "b")
+    assert connection_info(postgres_dsn, schema)["row_level_security"] == "enforced"
+    for name in ("memories", "memory_words"):
+        raw.execute(sql.SQL("VACUUM ANALYZE {}").format(table(schema, name)))
+    backend = open_postgres(
+        PostgresSettings(
+            dsn=postgres_dsn, schema=schema, min_size=0, max_size=1, connect_timeout=10
+        )
+    )
+    try:
+        statement, values = ranked_statement(backend, "a", "needle")
+        found = backend.query("a", parse_query(FetchQuery(text="needle"), max_limit=100, scope="a"))
+    finally:
+        backend.close()
+    assert [memory.id for memory in found.memories] == ["needle3", "needle2", "needle1", "needle0"]
+    plan = "\n".join(
+        str(row[0]) for row in run_as(raw, "a", f"EXPLAIN (ANALYZE, BUFFERS) {statement}", values)
+    )
+    assert "Index Only Scan using memory_words_pkey" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    # The statement's own tenant condition names b: the policy (tenant a) still hides b's rows.
+    assert run_as(raw, "a", statement, {**values, "tenant": "b"}) == []
+    # No tenant condition at all: the policy alone keeps b's needles out.
+    forgetful = sql.SQL(
+        "SELECT m.id, m.text FROM {} AS w JOIN {} AS m USING (tenant, id) WHERE w.word = 'needl'"
+    ).format(table(schema, "memory_words"), table(schema, "memories"))
+    rows = run_as(raw, "a", forgetful.as_string(raw), {})
+    assert sorted(rows) == [(f"needle{n}", "the needle of a") for n in range(4)]
+
+
 def test_tenant_names_are_data_not_sql(postgres_dsn: str, schema: str) -> None:
     tenant = "o'brien; DROP TABLE x; -- é\\"
     with store(postgres_dsn, schema, tenant=tenant) as session:
@@ -573,6 +646,58 @@ def test_connectors_starting_together_migrate_once(
         thread.join(timeout=60)
     assert errors == []
     assert versions(raw, schema) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_a_schema_from_before_the_words_and_compaction_migrates(
+    postgres_dsn: str, schema: str, raw: psycopg.Connection[Any]
+) -> None:
+    """Version 1 (no words, no horizon) with two tenants' memories becomes this version:
+    the words of live memories are filled for every tenant, and compaction works."""
+    migrate(raw, schema, target=1)
+    insert = sql.SQL(
+        "INSERT INTO {} (tenant, id, text, tags, metadata_json, created_at, updated_at,"
+        " created_seq, seq, deleted) VALUES (%s, %s, %s, '[]', '{{}}', %s, %s, %s, %s, %s)"
+    ).format(table(schema, "memories"))
+    counters = sql.SQL("INSERT INTO {} (tenant, last_seq) VALUES (%s, 3)").format(
+        table(schema, "tenants")
+    )
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    for tenant in ("a", "b"):
+        with raw.transaction():
+            raw.execute("SELECT set_config('integrations.tenant', %s, true)", (tenant,))
+            raw.execute(counters, (tenant,))
+            for seq, (memory_id, text, deleted) in enumerate(
+                [
+                    ("kept", f"old apples of {tenant}", False),
+                    ("gone", "", True),
+                    ("pear", "pears", False),
+                ],
+                start=1,
+            ):
+                raw.execute(insert, (tenant, memory_id, text, old, old, seq, seq, deleted))
+    assert versions(raw, schema) == [1]
+    with (
+        store(postgres_dsn, schema, tenant="a") as first,
+        store(postgres_dsn, schema, "b") as second,
+        store(postgres_dsn, schema, "a", sync_page_size=1) as paged,
+    ):
+        assert versions(raw, schema) == list(range(1, SCHEMA_VERSION + 1))
+        early = paged.sync(SyncState()).state  # has seen change 1 only
+        assert connection_info(postgres_dsn, schema)["row_level_security"] == "enforced"
+        for session, tenant in ((first, "a"), (second, "b")):
+            (apples,) = session.fetch(FetchQuery(text="apple")).records
+            assert apples.data["text"] == f"old apples of {tenant}"
+        _, state = sync_all(first, SyncState())
+        assert state.bookmarks == {"seq": 3}
+        connector = first.connector
+        assert isinstance(connector, PostgresMemoryConnector)
+        assert connector.compact(timedelta(days=1)) == 1
+        with pytest.raises(ResyncRequired):
+            first.sync(early)
+        assert [r.id for r in sync_all(first, SyncState())[0]] == ["kept", "pear"]
+        assert [r.id for r in sync_all(second, SyncState())[0]] == ["kept", "gone", "pear"]
+    memory_words = sql.SQL("SELECT count(*) FROM {}").format(table(schema, "memory_words"))
+    assert raw.execute(memory_words).fetchone() == (0,)  # row security covers the words too
 
 
 def test_a_newer_schema_is_refused(

@@ -153,6 +153,8 @@ WITH removed AS (
 SELECT count(*) FROM removed
 """
 
+HORIZON: Final = "SELECT coalesce(max(horizon), 0) FROM {s}.tenants WHERE tenant = %s"
+
 LOCK_COUNTER: Final = "SELECT 1 FROM {s}.tenants WHERE tenant = %s FOR UPDATE"
 
 RECENT: Final = f"""
@@ -348,6 +350,7 @@ class PostgresBackend:
         self._write = qualified(WRITE, schema)
         self._changes = qualified(CHANGES, schema)
         self._compact = qualified(COMPACT, schema)
+        self._horizon = qualified(HORIZON, schema)
         self._lock_counter = qualified(LOCK_COUNTER, schema)
         self._tenants = qualified(TENANTS, schema)
         self._recent = qualified(RECENT, schema)
@@ -404,18 +407,28 @@ class PostgresBackend:
             cursor = encode_cursor(_RECENT, query.fingerprint, before=last[8])
         return MemoryPage(memories, cursor)
 
-    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
-        """Changes numbered after `after`, in number order, tombstones included; a state
-        below the tenant's compaction horizon raises `ResyncRequired`."""
+    def changes(
+        self, tenant: str, after: int, limit: int, floor: int = 0
+    ) -> tuple[StoredMemory, ...]:
+        """Changes numbered after `after`, in number order, tombstones included.
+
+        `ResyncRequired` when deletions the caller has not seen were compacted away: `after`
+        and `floor` (the horizon when the caller's full sync began) both below the horizon.
+        """
         rows = self._read(tenant, self._changes, {"tenant": tenant, "after": after, "limit": limit})
         horizon = rows[0][0] if rows else 0
-        if 0 < after < horizon:
+        if after > 0 and max(after, floor) < horizon:
             raise ResyncRequired(
-                f"the sync state (change {after}) is older than the tenant's compaction "
-                f"horizon (change {horizon}): deletions after it are gone, so start a full "
-                "sync (a sync with no state)"
+                f"the sync state (after change {after}) is older than the tenant's compaction "
+                f"horizon (change {horizon}): deletions it has not seen were removed, so start "
+                "a full sync (a sync with no state)"
             )
         return tuple(_stored(row[1:]) for row in rows if row[1] is not None)
+
+    def horizon(self, tenant: str) -> int:
+        """The highest change number a compaction removed for `tenant` (0: none yet)."""
+        rows = self._read(tenant, self._horizon, (tenant,))
+        return int(rows[0][0]) if rows else 0
 
     def compact(self, older_than: datetime, tenant: str | None = None) -> int:
         """Remove tombstones deleted before `older_than`, one transaction per tenant."""
