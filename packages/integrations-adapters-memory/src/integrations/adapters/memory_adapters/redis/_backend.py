@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,15 +63,18 @@ from integrations.base import (
     JsonObject,
     NotSupported,
     Record,
+    ResyncRequired,
     TransientError,
     format_utc,
 )
 
 from ._scripts import (
     CHANGES_SCRIPT,
+    COMPACT_SCRIPT,
     RECENT_SCRIPT,
     WRITE_SCRIPT,
     TenantKeys,
+    compact_instant,
     index_name,
     index_words,
     tag_hashes,
@@ -294,6 +298,7 @@ class RedisBackend:
         self._write = client.register_script(WRITE_SCRIPT)
         self._changes = client.register_script(CHANGES_SCRIPT)
         self._recent_script = client.register_script(RECENT_SCRIPT)
+        self._compact = client.register_script(COMPACT_SCRIPT)
 
     def errors(self) -> contextlib.AbstractContextManager[None]:
         """Map what the client raises outside the named steps (see `redis_errors`)."""
@@ -327,7 +332,7 @@ class RedisBackend:
         """Apply `batch` with one call of the write script (see `_redis_scripts`)."""
         keys = TenantKeys.of(self._settings.key_prefix, tenant)
         indexed = self._index is not None
-        script_keys = [keys.counter, keys.changes, keys.created]
+        script_keys = [keys.counter, keys.changes, keys.created, keys.tombstones]
         args: list[str | int] = [format_utc(now), self._index or "", keys.tag, len(batch.upserts)]
         for memory in batch.upserts:
             script_keys.append(keys.memory(memory.id))
@@ -347,12 +352,74 @@ class RedisBackend:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def changes(self, tenant: str, after: int, limit: int) -> tuple[StoredMemory, ...]:
-        """The tenant's changes numbered after `after`, read in one script call."""
+    def changes(
+        self, tenant: str, after: int, limit: int, floor: int = 0
+    ) -> tuple[StoredMemory, ...]:
+        """The tenant's changes numbered after `after`, read in one script call.
+
+        The script reads the compaction horizon with the changes, so no compaction runs
+        between the check and the read: `ResyncRequired` when a state that is not a full
+        sync's start (`after` > 0) lies below the horizon, and so does the `floor` of the
+        full sync it descends from.
+        """
         keys = TenantKeys.of(self._settings.key_prefix, tenant)
+        bound = max(after, floor) if after > 0 else 0
         with redis_errors("the changes script"):
-            rows = self._changes(keys=[keys.changes], args=[keys.memory_prefix, after, limit])
-        return tuple(memory for memory, _ in _hydrated(rows))
+            rows = self._changes(
+                keys=[keys.changes, keys.horizon], args=[keys.memory_prefix, after, limit, bound]
+            )
+        horizon = int(rows[0])
+        if 0 < bound < horizon:
+            raise ResyncRequired(
+                f"the sync state (after change {after}) is older than the store's compaction "
+                f"horizon (change {horizon}): deletions it has not seen were removed for good; "
+                "start a full sync from an empty state (SyncState())"
+            )
+        return tuple(memory for memory, _ in _hydrated(rows[1:]))
+
+    def horizon(self, tenant: str) -> int:
+        """The highest change number a compaction removed for `tenant` (0: none yet)."""
+        keys = TenantKeys.of(self._settings.key_prefix, tenant)
+        with redis_errors("reading the compaction horizon"):
+            return int(self._client.get(keys.horizon) or 0)
+
+    # -- compaction --------------------------------------------------------------------------
+
+    def compact(self, older_than: datetime, tenant: str | None = None) -> int:
+        """Remove tombstones deleted before `older_than`: one script call per tenant, which
+        also raises the tenant's horizon (see `_redis_scripts`); the number removed."""
+        before = compact_instant(older_than)
+        tenants = (
+            [TenantKeys.of(self._settings.key_prefix, tenant)]
+            if tenant is not None
+            else self._tenants()
+        )
+        removed = 0
+        for keys in tenants:
+            with redis_errors("the compaction script"):
+                removed += int(
+                    self._compact(
+                        keys=[keys.changes, keys.tombstones, keys.horizon],
+                        args=[keys.memory_prefix, before],
+                    )
+                )
+        return removed
+
+    def _tenants(self) -> list[TenantKeys]:
+        """Every tenant with memories under the key prefix (found by their change counters).
+
+        SCAN walks the keyspace in steps without blocking the server; a tenant whose first
+        memory is written during the walk has no tombstone old enough to compact anyway.
+        """
+        prefix = self._settings.key_prefix
+        counter = re.compile(re.escape(prefix) + r":\{((?:[0-9a-f]{2})*)\}:seq")
+        found: dict[str, TenantKeys] = {}
+        with redis_errors("listing the tenants"):
+            for key in self._client.scan_iter(match=f"{prefix}:{{*}}:seq", count=1000):
+                matched = counter.fullmatch(key)
+                if matched is not None:
+                    found[matched[1]] = TenantKeys.of_tag(prefix, matched[1])
+        return list(found.values())
 
     def query(self, tenant: str, query: MemoryQuery) -> MemoryPage:
         """One page: ranked by RediSearch with words, newest first without."""
