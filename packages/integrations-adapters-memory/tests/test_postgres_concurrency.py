@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -33,6 +34,7 @@ from integrations.base import (
     MemoryAuditSink,
     PushPayload,
     Record,
+    ResyncRequired,
     Session,
     SyncState,
     registry,
@@ -288,6 +290,93 @@ def wait_for_lock_waiter(dsn: str) -> None:
                 return
             time.sleep(0.01)
     raise AssertionError("the push never waited for the open transaction's lock")
+
+
+# -- compaction under concurrent writers and syncers --------------------------------------------
+
+
+def test_compaction_among_writers_and_syncers_loses_nothing(postgres_dsn: str, schema: str) -> None:
+    """Compactions of every tombstone run while writers delete and syncers sync.
+
+    Each sync page is complete or refused with `ResyncRequired`, after which the syncer
+    starts a full sync on an empty view. In the end every syncer's view holds exactly the
+    live memories of the table, with their latest text: a sync that skipped a deletion
+    the compactor removed would keep a memory alive that the table no longer has.
+    """
+    tenant = "compacted"
+    failures = Failures()
+    done = threading.Event()
+    removed: list[int] = []
+    backend = open_postgres(
+        PostgresSettings(
+            dsn=postgres_dsn, schema=schema, min_size=1, max_size=2, connect_timeout=10
+        )
+    )
+
+    def writer(number: int) -> None:
+        chooser = random.Random(number)
+        with store(postgres_dsn, schema, tenant) as session:
+            for batch in range(BATCHES):
+                records = [
+                    Record(id=f"m{i}", deleted=True)
+                    if chooser.random() < 0.3
+                    else memory(f"m{i}", f"writer {number} batch {batch} memory {i}")
+                    for i in chooser.sample(range(IDS // 4), BATCH_SIZE // 4)
+                ]
+                session.push(PushPayload(records=tuple(records)))
+
+    def compactor() -> None:
+        for round_ in range(1_000_000):
+            finished = done.is_set()  # read first: the last round follows every write
+            everything = datetime.now(UTC) + timedelta(days=1)
+            with backend.errors():
+                removed.append(backend.compact(everything, None if round_ % 2 else tenant))
+            if finished:
+                return
+            time.sleep(0.005)
+
+    def syncer(views: dict[str, tuple[bool, str]]) -> None:
+        state = SyncState()
+        with store(postgres_dsn, schema, tenant) as session:
+            for _ in range(1_000_000):
+                finished = done.is_set() and compacted.is_set()
+                try:
+                    result = session.sync(state)
+                except ResyncRequired:
+                    views.clear()
+                    state = SyncState()
+                    continue
+                changed = [change.id for change in result.changes]
+                assert len(set(changed)) == len(changed), "an id twice in a page"
+                for change in result.changes:
+                    text = "" if change.deleted else str(change.data["text"])
+                    views[change.id] = (change.deleted, text)
+                state = result.state
+                if finished and not result.has_more:
+                    return
+
+    compacted = threading.Event()
+    views: list[dict[str, tuple[bool, str]]] = [{}, {}]
+    with store(postgres_dsn, schema, tenant):
+        pass  # create the schema before the race starts
+    try:
+        syncers = start(*(failures.guard(partial(syncer, view)) for view in views))
+        compacting = start(failures.guard(compactor))
+        join(start(*(failures.guard(partial(writer, n)) for n in range(WRITERS // 2))))
+        done.set()
+        join(compacting)
+        compacted.set()
+        join(syncers)
+    finally:
+        backend.close()
+    failures.check()
+
+    assert sum(removed) > 0, "the compactor never removed a tombstone"
+    truth = ground_truth(postgres_dsn, schema, tenant)
+    assert not any(deleted for deleted, _ in truth.values()), "the last compaction left some"
+    for view in views:
+        live = {memory_id: text for memory_id, (deleted, text) in view.items() if not deleted}
+        assert live == {memory_id: text for memory_id, (_, text) in truth.items()}
 
 
 # -- paging under a concurrent writer ---------------------------------------------------------
