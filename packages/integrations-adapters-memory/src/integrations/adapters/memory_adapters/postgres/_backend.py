@@ -70,15 +70,18 @@ ON CONFLICT (tenant) DO UPDATE SET last_seq = t.last_seq
 
 # Stored memories are looked up with scalar subqueries, which PostgreSQL runs per incoming row
 # through the primary key: a join would let the planner scan all of the tenant's memories.
-# The old words are deleted before the new ones are inserted (the insert waits for the count
-# of deletions): a word an edit keeps is deleted and inserted again.
+# The old words are found one by one by their whole key (the stored rank is recomputed
+# exactly), again in scalar subqueries, and deleted before the new ones are inserted (the
+# insert waits for the count of deletions): a word an edit keeps is deleted and inserted again.
 WRITE: Final = """
 WITH base AS (
     SELECT last_seq FROM {s}.tenants WHERE tenant = %(tenant)s
 ), incoming AS (
     SELECT i.id, i.text, i.tags::jsonb AS tags, i.metadata_json, false AS deleted, i.ord,
-        (SELECT tsvector_to_array(m.document) FROM {s}.memories AS m
-         WHERE m.tenant = %(tenant)s AND m.id = i.id) AS old_words
+        (SELECT m.document FROM {s}.memories AS m
+         WHERE m.tenant = %(tenant)s AND m.id = i.id) AS old_document,
+        (SELECT m.created_seq FROM {s}.memories AS m
+         WHERE m.tenant = %(tenant)s AND m.id = i.id) AS old_created_seq
     FROM unnest(%(ids)s::text[], %(texts)s::text[], %(tags)s::text[], %(metadata)s::text[])
         WITH ORDINALITY AS i(id, text, tags, metadata_json, ord)
     WHERE NOT coalesce((
@@ -88,8 +91,8 @@ WITH base AS (
     ), false)
     UNION ALL
     SELECT d.id, '', '[]'::jsonb, '{}', true, d.ord,
-        (SELECT tsvector_to_array(m.document) FROM {s}.memories AS m
-         WHERE m.tenant = %(tenant)s AND m.id = d.id)
+        (SELECT m.document FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id),
+        (SELECT m.created_seq FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id)
     FROM unnest(%(deletes)s::text[]) WITH ORDINALITY AS d(id, ord)
     WHERE (SELECT NOT m.deleted FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id)
 ), numbered AS (
@@ -111,16 +114,23 @@ WITH base AS (
         updated_at = EXCLUDED.updated_at,
         seq = EXCLUDED.seq,
         deleted = EXCLUDED.deleted
-    RETURNING m.id, m.document, m.deleted
+    RETURNING m.id, m.document, m.created_seq, m.deleted
 ), unworded AS (
     DELETE FROM {s}.memory_words AS w
-    USING (SELECT c.id, unnest(c.old_words) AS word FROM numbered AS c) AS old
-    WHERE w.tenant = %(tenant)s AND w.word = old.word AND w.id = old.id
+    WHERE w.ctid = ANY (ARRAY(
+        SELECT (
+            SELECT x.ctid FROM {s}.memory_words AS x
+            WHERE x.tenant = %(tenant)s AND x.word = o.word
+                AND x.rank = ts_rank(c.old_document, {s}.word_query(o.word))::float8
+                AND x.created_seq = c.old_created_seq
+        )
+        FROM numbered AS c, unnest(tsvector_to_array(c.old_document)) AS o(word)
+    ))
     RETURNING 1
 ), worded AS (
-    INSERT INTO {s}.memory_words (tenant, word, id)
-    SELECT %(tenant)s, unnest(tsvector_to_array(x.document)), x.id
-    FROM written AS x
+    INSERT INTO {s}.memory_words (tenant, word, rank, created_seq, id)
+    SELECT %(tenant)s, n.word, ts_rank(x.document, {s}.word_query(n.word)), x.created_seq, x.id
+    FROM written AS x, unnest(tsvector_to_array(x.document)) AS n(word)
     WHERE NOT x.deleted AND (SELECT count(*) FROM unworded) >= 0
 )
 UPDATE {s}.tenants SET last_seq = last_seq + (SELECT count(*) FROM written)
@@ -175,24 +185,44 @@ def search_text(words: Sequence[str]) -> str:
     return " ".join(f'"{word}"' for word in words)
 
 
-# The query's words are the lexemes of its search text, as `to_tsvector` finds them (the same
-# parser and dictionaries as `websearch_to_tsquery`): a memory matching the query holds them
-# all, so it is among the ids found under every one of them. With no word (only stop words)
-# nothing is found, as the text match finds nothing.
+# A query of one lexeme (one word, as `websearch_to_tsquery` and `to_tsvector` both find it)
+# reads that word's entries best first and stops at the page's end: the stored rank is the
+# one `ts_rank` gives such a query. Other queries intersect the entries of their lexemes
+# (a memory matching the query holds them all), then match and rank those memories; with no
+# lexeme (only stop words) nothing is found, as the text match finds nothing. Each branch
+# runs only when its condition on the query holds (PostgreSQL tests it once).
+_ONE_LEXEME: Final = """(
+    numnode(websearch_to_tsquery('english', %(search)s)) = 1
+    AND cardinality(tsvector_to_array(to_tsvector('english', %(search)s))) = 1
+)"""
+_M_COLUMNS: Final = ", ".join(f"m.{column}" for column in _COLUMNS.split(", "))
+
 RANKED: Final = f"""
-SELECT {_COLUMNS}, created_seq, ts_rank(document, q)::float8 AS rank
-FROM (
-    SELECT w.id AS hit FROM {{s}}.memory_words AS w
+(
+    SELECT {_M_COLUMNS}, m.created_seq, w.rank
+    FROM {{s}}.memory_words AS w
+    JOIN {{s}}.memories AS m ON m.tenant = %(tenant)s AND m.id = w.id
     WHERE w.tenant = %(tenant)s
-        AND w.word = ANY(tsvector_to_array(to_tsvector('english', %(search)s)))
-    GROUP BY w.id
-    HAVING count(*) = cardinality(tsvector_to_array(to_tsvector('english', %(search)s)))
-) AS hits
-JOIN {{s}}.memories ON tenant = %(tenant)s AND id = hits.hit
-CROSS JOIN websearch_to_tsquery('english', %(search)s) AS q
-WHERE NOT deleted AND document @@ q {{where}}
+        AND w.word = (tsvector_to_array(to_tsvector('english', %(search)s)))[1]
+        AND {_ONE_LEXEME} AND NOT m.deleted {{one_word}}
+    ORDER BY w.rank DESC, w.created_seq DESC LIMIT %(limit)s
+) UNION ALL (
+    SELECT {_M_COLUMNS}, m.created_seq, ts_rank(m.document, q)::float8
+    FROM (
+        SELECT w.id AS hit FROM {{s}}.memory_words AS w
+        WHERE w.tenant = %(tenant)s
+            AND w.word = ANY(tsvector_to_array(to_tsvector('english', %(search)s)))
+        GROUP BY w.id
+        HAVING count(*) = cardinality(tsvector_to_array(to_tsvector('english', %(search)s)))
+    ) AS hits
+    JOIN {{s}}.memories AS m ON m.tenant = %(tenant)s AND m.id = hits.hit
+    CROSS JOIN websearch_to_tsquery('english', %(search)s) AS q
+    WHERE NOT {_ONE_LEXEME} AND NOT m.deleted AND m.document @@ q {{several}}
+    ORDER BY 10 DESC, m.created_seq DESC LIMIT %(limit)s
+)
 ORDER BY rank DESC, created_seq DESC LIMIT %(limit)s
 """
+
 
 _ROLE: Final = """
 SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user
@@ -484,13 +514,16 @@ class PostgresBackend:
     def _ranked_page(
         self, tenant: str, query: MemoryQuery, where: list[str], parameters: dict[str, object]
     ) -> tuple[str, dict[str, object]]:
+        one_word, several = list(where), list(where)
         if query.cursor is not None:
             position = _position(query.cursor, query.fingerprint, _RANKED)
-            where.append(
-                "AND (ts_rank(document, q)::float8, created_seq) < (%(rank)s::float8, %(before)s)"
-            )
+            after = "< (%(rank)s::float8, %(before)s)"
+            one_word.append(f"AND (w.rank, w.created_seq) {after}")
+            several.append(f"AND (ts_rank(m.document, q)::float8, m.created_seq) {after}")
             parameters.update(rank=_rank(position), before=_before(position))
-        statement = self._ranked.replace("{where}", " ".join(where))
+        statement = self._ranked.replace("{one_word}", " ".join(one_word)).replace(
+            "{several}", " ".join(several)
+        )
         return statement, {
             **parameters,
             "tenant": tenant,

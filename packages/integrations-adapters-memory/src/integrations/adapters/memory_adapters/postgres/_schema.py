@@ -9,17 +9,17 @@ Everything lives in one schema (the config's `schema`, ``integrations_memory`` b
 - ``memories``: one row per (tenant, id), tombstones included. ``metadata_json`` is the
   canonical JSON every store persists and compares (so ``1`` and ``1.0`` stay distinct, as
   they are in the other stores); ``metadata`` is its JSONB form for filters. ``document`` is
-  the text's ``tsvector`` (GIN-indexed); ``created_seq`` the change number that created the
-  memory, its immutable place in newest-first order. The GIN index keeps a small pending
-  list (256 kB): a long one is scanned by every text query until vacuum flushes it, and makes
-  the planner prefer a full scan.
-
-- ``memory_words``: one row per (tenant, word, id), a word being a lexeme of a live memory's
-  ``document``. Text queries find their memories here, by equality on a b-tree: under row
-  security PostgreSQL may apply only leakproof conditions before the policy, and equality on
-  text is leakproof while the text match (``@@``) is not, so the GIN index of ``document`` is
-  usable only with row security off. The words are the b-tree's way to the same memories
-  under the policy (see `_backend`);
+  the text's ``tsvector``; ``created_seq`` the change number that created the memory, its
+  immutable place in newest-first order;
+- ``memory_words``: one row per word of a live memory (a lexeme of its ``document``), with
+  the memory's rank for a query of that word alone (``ts_rank(document, word_query(word))``,
+  exactly the rank such a query computes), its creation number and id. Its primary key
+  (tenant, word, rank, creation number) is the text index: under row security PostgreSQL
+  applies a query's conditions to an index before the policy only when they are leakproof,
+  which equality and order on text and numbers are and the text match (``@@``) is not, so a
+  GIN index of ``document`` could serve no query under the policy. A one-word query reads
+  its best entries in order; a longer one intersects its words' entries (see `_backend`).
+  ``word_query`` makes the one-lexeme ``tsquery`` of a word, quoting it;
 - ``tenants.horizon``: the tenant's compaction horizon, the highest change number compaction
   removed (0: none). A sync from before it must start again.
 
@@ -83,16 +83,22 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         USING (tenant = current_setting('integrations.tenant', true))
         WITH CHECK (tenant = current_setting('integrations.tenant', true));
     """,
-    # 2: the words of live memories, for text queries under row security. Filling it reads
-    # every tenant's memories, so the owner lifts FORCE on `memories` for this transaction
-    # (the ALTER locks the table until commit); the new table gets the row security the
-    # memories have.
+    # 2: the words of live memories, for text queries under row security, in place of the
+    # GIN index. Filling it reads every tenant's memories, so the owner lifts FORCE on
+    # `memories` for this transaction (the ALTER locks the table until commit); the new
+    # table gets the row security the memories have.
     """
+    CREATE FUNCTION {s}.word_query(word text) RETURNS tsquery
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$
+        SELECT ('''' || replace(replace(word, '\\', '\\\\'), '''', '''''') || '''')::tsquery $$;
     CREATE TABLE {s}.memory_words (
         tenant text NOT NULL,
         word text NOT NULL,
+        rank float8 NOT NULL,
+        created_seq bigint NOT NULL,
         id text NOT NULL,
-        PRIMARY KEY (tenant, word, id)
+        PRIMARY KEY (tenant, word, rank, created_seq) INCLUDE (id)
     );
     CREATE POLICY tenant_rows ON {s}.memory_words
         USING (tenant = current_setting('integrations.tenant', true))
@@ -105,9 +111,11 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         SELECT relrowsecurity, relforcerowsecurity INTO secured, forced
         FROM pg_class WHERE oid = '{s}.memories'::regclass;
         ALTER TABLE {s}.memories NO FORCE ROW LEVEL SECURITY;
-        INSERT INTO {s}.memory_words (tenant, word, id)
-            SELECT tenant, unnest(tsvector_to_array(document)), id
-            FROM {s}.memories WHERE NOT deleted;
+        INSERT INTO {s}.memory_words (tenant, word, rank, created_seq, id)
+            SELECT m.tenant, w.word, ts_rank(m.document, {s}.word_query(w.word)), m.created_seq,
+                m.id
+            FROM {s}.memories AS m, unnest(tsvector_to_array(m.document)) AS w(word)
+            WHERE NOT m.deleted;
         IF forced THEN
             ALTER TABLE {s}.memories FORCE ROW LEVEL SECURITY;
             ALTER TABLE {s}.memory_words FORCE ROW LEVEL SECURITY;
@@ -116,6 +124,7 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
             ALTER TABLE {s}.memory_words ENABLE ROW LEVEL SECURITY;
         END IF;
     END $$;
+    DROP INDEX {s}.memories_document;
     """,
     # 3: compaction: each tenant's horizon, tombstones by deletion time, and the list of
     # tenants compaction of every tenant reads.
