@@ -2,7 +2,8 @@
 
 Memories live in one schema (`PostgresMemoryConfig.schema_name`) that the connector creates
 and migrates itself. Text search is PostgreSQL's (``english`` stemming and stop words, ranked
-by ``ts_rank``); metadata filters compare JSONB values. Every transaction names its tenant
+by ``ts_rank``) through a word index of the store's own that row security lets queries use;
+metadata filters compare JSONB values. Every transaction names its tenant
 to the server, and row-level security policies hide other tenants' rows from it: a defence
 in depth behind the tenant condition every statement carries, which holds only when the DSN's
 role is not a superuser and has no ``BYPASSRLS`` (`Connection.info` reports which applies).
@@ -56,12 +57,9 @@ class PostgresMemoryConfig(MemoryStoreConfig):
     row_level_security: bool = True
     """Whether the store's tables enforce row-level security per tenant (defence in depth).
 
-    It has a price in text search: PostgreSQL evaluates a query's own conditions after the
-    row security policy unless they are leakproof, and the text match (``@@``) is not, so
-    the GIN index cannot serve it and a text query reads all of the tenant's memories. Turn
-    it off for tenants with many memories when every statement's tenant condition (which
-    the store always writes) is defence enough. The setting is the schema's: connecting
-    with the other value changes it, which only the tables' owner may do.
+    Text queries use the store's own word index, which works under the policies: they are
+    indexed either way. The setting is the schema's: connecting with the other value
+    changes it, which only the tables' owner may do.
     """
 
     @model_validator(mode="after")

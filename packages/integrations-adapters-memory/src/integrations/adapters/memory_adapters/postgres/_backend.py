@@ -10,11 +10,12 @@ it compares incoming memories with the stored ones, numbers only those that chan
 first, then deletions), upserts them or turns them into tombstones (content cleared), swaps
 their old words in ``memory_words`` for their new ones and moves the counter on.
 
-Text queries start from ``memory_words``: the memories holding every word of the query are
-found by equality on its b-tree, which row security allows before its policy (equality on
-text is leakproof), then read by primary key and matched exactly (``@@``) and ranked. So a
-query reads the index entries of its words and the memories holding them, with row security
-on or off, where the GIN index of ``document`` serves only statements without row security.
+Text queries start from ``memory_words``, whose primary key row security lets them use
+before its policy (equality and order on text and numbers are leakproof; the text match is
+not). A query of one lexeme reads that word's entries in (rank, creation number) order, the
+rank stored with each being the one ``ts_rank`` gives the query, and stops at the end of the
+page. A longer query intersects its words' entries, then reads those memories by primary
+key, matches them exactly (``@@``) and ranks them.
 
 Compaction deletes a tenant's old tombstones and raises its horizon in one transaction that
 holds the tenant's counter row, as writes do; `changes` reads the horizon and the changes in
@@ -73,6 +74,7 @@ ON CONFLICT (tenant) DO UPDATE SET last_seq = t.last_seq
 # The old words are found one by one by their whole key (the stored rank is recomputed
 # exactly), again in scalar subqueries, and deleted before the new ones are inserted (the
 # insert waits for the count of deletions): a word an edit keeps is deleted and inserted again.
+# New words go in in key order, which keeps the index's pages at hand.
 WRITE: Final = """
 WITH base AS (
     SELECT last_seq FROM {s}.tenants WHERE tenant = %(tenant)s
@@ -132,6 +134,7 @@ WITH base AS (
     SELECT %(tenant)s, n.word, ts_rank(x.document, {s}.word_query(n.word)), x.created_seq, x.id
     FROM written AS x, unnest(tsvector_to_array(x.document)) AS n(word)
     WHERE NOT x.deleted AND (SELECT count(*) FROM unworded) >= 0
+    ORDER BY n.word
 )
 UPDATE {s}.tenants SET last_seq = last_seq + (SELECT count(*) FROM written)
 WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM written)
@@ -207,7 +210,7 @@ RANKED: Final = f"""
         AND {_ONE_LEXEME} AND NOT m.deleted {{one_word}}
     ORDER BY w.rank DESC, w.created_seq DESC LIMIT %(limit)s
 ) UNION ALL (
-    SELECT {_M_COLUMNS}, m.created_seq, ts_rank(m.document, q)::float8
+    SELECT {_M_COLUMNS}, m.created_seq, ts_rank(m.document, q)::float8 AS rank
     FROM (
         SELECT w.id AS hit FROM {{s}}.memory_words AS w
         WHERE w.tenant = %(tenant)s
@@ -218,7 +221,7 @@ RANKED: Final = f"""
     JOIN {{s}}.memories AS m ON m.tenant = %(tenant)s AND m.id = hits.hit
     CROSS JOIN websearch_to_tsquery('english', %(search)s) AS q
     WHERE NOT {_ONE_LEXEME} AND NOT m.deleted AND m.document @@ q {{several}}
-    ORDER BY 10 DESC, m.created_seq DESC LIMIT %(limit)s
+    ORDER BY rank DESC, m.created_seq DESC LIMIT %(limit)s
 )
 ORDER BY rank DESC, created_seq DESC LIMIT %(limit)s
 """
