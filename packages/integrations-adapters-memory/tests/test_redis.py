@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from integrations.base import (
     NotSupported,
     PushPayload,
     Record,
+    ResyncRequired,
     Session,
     SyncState,
     TransientError,
@@ -39,7 +42,7 @@ from integrations.base import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
-from memories import QUICK, fetch_all, ids, memory, sync_all
+from memories import QUICK, fetch_all, ids, memory, push, sync_all
 
 
 def store(url: str, prefix: str, tenant: str = "acme", **config: Any) -> Session:
@@ -294,7 +297,7 @@ def test_a_text_search_returns_the_records_a_newest_first_fetch_returns(
         assert str(record.data["created_at"]).endswith("Z")
     edited = next(record for record in searched if record.id == "a")
     assert edited.updated_at is not None
-    assert edited.data["created_at"] < format_utc(edited.updated_at)
+    assert str(edited.data["created_at"]) < format_utc(edited.updated_at)
 
 
 def connected(url: str, prefix: str) -> tuple[RedisMemoryConnector, Connection]:
@@ -494,3 +497,180 @@ def test_a_command_that_times_out_is_transient(
         finally:
             raw.client_unpause()
         assert session.fetch(FetchQuery()).records == ()
+
+
+# -- compaction ----------------------------------------------------------------------------
+
+WRITERS, BATCHES, IDS_PER_WRITER = 3, 30, 12
+DEADLINE = 300.0
+"""Seconds the threads of a concurrency test get: generous, so only a hang fails."""
+
+
+def test_compaction_while_writers_run_loses_nothing(redis_url: str, prefix: str) -> None:
+    """Writers upsert, delete and resurrect while compactions remove every tombstone and a
+    syncer follows: each sync is complete or refused, and nothing live is lost."""
+    models: list[dict[str, str]] = [{} for _ in range(WRITERS)]
+    errors: list[BaseException] = []
+    writing = [threading.Thread(target=_write, args=(redis_url, prefix, n, models[n], errors))
+               for n in range(WRITERS)]  # fmt: skip
+    compactions = threading.Thread(target=_compact_while, args=(redis_url, prefix, writing, errors))
+    for thread in [*writing, compactions]:
+        thread.start()
+    view: dict[str, str] = {}
+    state, refused = SyncState(), 0
+    with store(redis_url, prefix) as syncer:
+        deadline = time.monotonic() + DEADLINE
+        while any(thread.is_alive() for thread in writing) and time.monotonic() < deadline:
+            state, refused = _follow(syncer, state, view, refused)
+        for thread in [*writing, compactions]:
+            thread.join(timeout=DEADLINE)
+        assert not errors, errors
+        state, refused = _follow(syncer, state, view, refused)
+        live = {r.id: str(r.data["text"]) for r in fetch_all(syncer, FetchQuery(limit=100))}
+    expected = {key: text for model in models for key, text in model.items()}
+    assert live == expected
+    assert view == expected
+    _check_layout(redis_url, prefix, "acme", expected)
+
+
+def _write(
+    url: str, prefix: str, writer: int, model: dict[str, str], errors: list[BaseException]
+) -> None:
+    """`BATCHES` batches over the writer's own ids; `model` ends as what must be live."""
+    rng = random.Random(writer)
+    try:
+        with store(url, prefix) as session:
+            for batch in range(BATCHES):
+                records: list[Record] = []
+                for number in rng.sample(range(IDS_PER_WRITER), 4):
+                    key = f"w{writer}-{number}"
+                    if key in model and rng.random() < 0.5:
+                        records.append(Record(id=key, deleted=True))
+                        del model[key]
+                    else:
+                        model[key] = f"writer {writer} batch {batch} memory {number}"
+                        records.append(memory(key, model[key]))
+                session.push(PushPayload(records=tuple(records)))
+    except BaseException as error:  # reported by the test
+        errors.append(error)
+
+
+def _compact_while(
+    url: str, prefix: str, writers: list[threading.Thread], errors: list[BaseException]
+) -> None:
+    """Compact every tombstone, again and again, until the writers are done."""
+    connector, _ = connected(url, prefix)
+    backend = connector._backend  # the bare backend, as a maintenance job uses it
+    assert backend is not None
+    deadline = time.monotonic() + DEADLINE
+    try:
+        while any(thread.is_alive() for thread in writers) and time.monotonic() < deadline:
+            backend.compact(datetime.now(UTC) + timedelta(days=1), "acme")
+    except BaseException as error:  # reported by the test
+        errors.append(error)
+    finally:
+        connector.revoke(connector.auth(AuthContext(tenant="acme")))
+
+
+def _follow(
+    session: Session, state: SyncState, view: dict[str, str], refused: int
+) -> tuple[SyncState, int]:
+    """Apply the changes after `state` to `view`; after `ResyncRequired`, start over."""
+    for _ in range(1000):
+        try:
+            changes, state = sync_all(session, state)
+        except ResyncRequired:
+            view.clear()
+            state, refused = SyncState(), refused + 1
+            continue
+        for record in changes:
+            if record.deleted:
+                view.pop(record.id, None)
+            else:
+                view[record.id] = str(record.data["text"])
+        return state, refused
+    raise AssertionError("every sync was refused")
+
+
+def _check_layout(url: str, prefix: str, tenant: str, live: dict[str, str]) -> None:
+    """The tenant's sets agree with its hashes: created holds the live memories, tombstones
+    the deleted ones, changes both."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        base = f"{prefix}:{{{tenant.encode().hex()}}}:"
+        created = set(client.zrange(base + "created", 0, -1))
+        tombstones = set(client.zrange(base + "tombstones", 0, -1))
+        changes = set(client.zrange(base + "changes", 0, -1))
+        hashes = {key.removeprefix(base + "m:") for key in client.scan_iter(match=base + "m:*")}
+        deleted = {key for key in hashes if client.hexists(base + "m:" + key, "d")}
+    finally:
+        client.close()
+    assert created == set(live) == hashes - deleted
+    assert tombstones == deleted
+    assert changes == hashes
+
+
+def snapshot(client: redis.Redis, patterns: list[str]) -> dict[bytes, Any]:
+    """Every key matching one of `patterns`, with its serialised value."""
+    return {key: client.dump(key) for pattern in patterns for key in client.scan_iter(pattern)}
+
+
+def test_compaction_touches_no_other_tenant_or_store(redis_url: str, prefix: str) -> None:
+    other_prefix = prefix + "-other"
+    tenants = ["north", "x}:seq", "{south}"]  # names that spell key syntax
+    for key_prefix in (prefix, other_prefix):
+        for tenant in tenants:
+            with store(redis_url, key_prefix, tenant) as session:
+                push(session, memory("kept", f"{tenant} kept"), memory("gone", f"{tenant} gone"))
+                push(session, Record(id="gone", deleted=True))
+    others = [f"{prefix}:{{{tenant.encode().hex()}}}:*" for tenant in tenants[1:]]
+    elsewhere = [f"{other_prefix}:*"]
+    later = datetime.now(UTC) + timedelta(days=1)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        before = snapshot(client, others + elsewhere)
+        with store(redis_url, prefix, "north") as session:
+            connector = session.connector
+            assert isinstance(connector, RedisMemoryConnector)
+            assert connector.compact(later) == 1
+        assert snapshot(client, others + elsewhere) == before
+        connector, _ = connected(redis_url, prefix)
+        backend = connector._backend  # the bare backend, as a maintenance job uses it
+        assert backend is not None
+        assert backend.compact(later) == 2  # every tenant of the prefix: one each left
+        assert backend.compact(later) == 0
+        untouched = {k: v for k, v in before.items() if k.startswith(other_prefix.encode())}
+        assert snapshot(client, elsewhere) == untouched
+    finally:
+        client.close()
+    for tenant in tenants:
+        with store(redis_url, prefix, tenant) as session:
+            fetched = session.fetch(FetchQuery()).records
+            changes = sync_all(session, SyncState())[0]
+        assert [r.data["text"] for r in fetched] == [f"{tenant} kept"]
+        assert [(r.id, r.deleted) for r in changes] == [("kept", False)]
+
+
+def test_the_first_compaction_finds_tombstones_written_before_the_tombstone_set(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    """Stores written by earlier versions have no tombstone set, and spell times with
+    ``+00:00`` (and without a fraction when it is zero): the times compare as times."""
+    with store(redis_url, prefix) as session:
+        push(session, *(memory(key, f"memory {key}") for key in ("live", "early", "late")))
+        push(session, Record(id="early", deleted=True), Record(id="late", deleted=True))
+        base = f"{prefix}:{{{b'acme'.hex()}}}:"
+        raw.delete(base + "tombstones")
+        raw.hset(base + "m:early", "u", "2020-01-01T10:00:00+00:00")
+        raw.hset(base + "m:late", "u", "2020-01-01T10:00:00.500000Z")
+        connector = session.connector
+        assert isinstance(connector, RedisMemoryConnector)
+        assert connector.compact(datetime(2020, 1, 1, 10, 0, 0, 250_000, tzinfo=UTC)) == 1
+        assert [(r.id, r.deleted) for r in sync_all(session, SyncState())[0]] == [
+            ("live", False),
+            ("late", True),
+        ]
+        assert raw.get(base + "horizon") == "4"  # the first deletion's number
+        assert connector.compact(datetime(2020, 1, 1, 10, 0, 1, tzinfo=UTC)) == 1
+        assert raw.get(base + "horizon") == "5"
+        assert ids(session.fetch(FetchQuery(text="memory")).records) == ["live"]
