@@ -20,6 +20,7 @@ Every redis-py exception is mapped in `redis_errors` alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -563,19 +564,26 @@ def _hits(reply: Sequence[Any], prefix_length: int, returned: set[int]) -> list[
         number = int(order)
         if number in returned:
             continue
-        updated_at = datetime.fromisoformat(updated)
-        memory = _SearchedMemory(
-            id=reply[start][prefix_length:],
-            text=text,
-            tags=tuple(json.loads(tags or "[]")),
-            metadata=json.loads(metadata or "{}"),
-            created_at=datetime.fromisoformat(created),
-            updated_at=updated_at,
-            seq=int(seq),
-            created_text=created if created.endswith("Z") else _utc_text(created),
+        memory = _SearchedMemory(  # positional: the fields' order, as StoredMemory declares it
+            reply[start][prefix_length:],
+            text,
+            _tags(tags or "[]"),
+            json.loads(metadata or "{}"),
+            datetime.fromisoformat(created),
+            datetime.fromisoformat(updated),
+            int(seq),
+            False,
+            created if created.endswith("Z") else _utc_text(created),
         )
         hits.append((-float(reply[start + 1]), number, memory))
     return hits
+
+
+@functools.lru_cache(maxsize=4096)
+def _tags(stored: str) -> tuple[str, ...]:
+    """Tags from their stored JSON. Memories share few tag lists, and a tuple cannot be
+    changed by whoever receives it, so one decoding serves every memory carrying the list."""
+    return tuple(json.loads(stored))
 
 
 def _by_name(fields: Sequence[str] | None) -> list[str]:
