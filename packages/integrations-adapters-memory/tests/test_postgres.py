@@ -507,14 +507,14 @@ def test_row_security_can_be_switched_off_and_on_again(
 
 
 def haystack(session: Session, prefix: str) -> None:
-    """4,000 memories of five common words and four holding "needle": enough rows for the
-    planner to prefer an index for a rare word."""
-    words = ["hay", "straw", "grass", "clover", "oats"]
+    """4,000 memories holding "hay" and one of four other words, and four needles: enough
+    rows for the planner to prefer an index for a rare word."""
+    words = ["straw", "grass", "clover", "oats"]
     for batch in range(4):
         push(
             session,
-            *(memory(f"{prefix}{batch}-{i}", f"{words[i % 5]} {i}") for i in range(1000)),
-            memory(f"needle{batch}", f"the needle of {prefix}"),
+            *(memory(f"{prefix}{batch}-{i}", f"hay {words[i % 4]} {i}") for i in range(1000)),
+            memory(f"needle{batch}", f"a needle in the hay, lost by {prefix}"),
         )
 
 
@@ -535,18 +535,22 @@ def run_as(
         return raw.execute(statement, values).fetchall()
 
 
-@pytest.mark.parametrize("text", ["needle", "needle of"])
+@pytest.mark.parametrize("text", ["needle", "lost needle", "needle in hay"])
 def test_text_queries_under_row_security_use_an_index(
     postgres_dsn: str, schema: str, raw: psycopg.Connection[Any], text: str
 ) -> None:
-    """One word reads its best entries in order; several intersect their entries. Either way
-    an index serves the query under the policy, and the policy still decides what is seen."""
+    """One word reads its best entries in order; several intersect the entries of their rare
+    words ("hay" is common: the text match checks it). Either way an index serves the query
+    under the policy, and the policy still decides what is seen."""
     with (
         store(postgres_dsn, schema, tenant="a") as first,
         store(postgres_dsn, schema, "b") as second,
     ):
         haystack(first, "a")
         haystack(second, "b")
+        # Common words ("straw", "grass": 1,000 memories each) are checked by the text match.
+        for nowhere in ("needle straw", "grass straw"):
+            assert first.fetch(FetchQuery(text=nowhere)).records == ()
         assert ids(first.fetch(FetchQuery(text=text)).records) == [
             "needle3",
             "needle2",
@@ -577,7 +581,7 @@ def test_text_queries_under_row_security_use_an_index(
         "SELECT m.id, m.text FROM {} AS w JOIN {} AS m USING (tenant, id) WHERE w.word = 'needl'"
     ).format(table(schema, "memory_words"), table(schema, "memories"))
     rows = run_as(raw, "a", forgetful.as_string(raw), {})
-    assert sorted(rows) == [(f"needle{n}", "the needle of a") for n in range(4)]
+    assert sorted(rows) == [(f"needle{n}", "a needle in the hay, lost by a") for n in range(4)]
 
 
 def test_stored_word_ranks_are_the_ranks_of_one_word_queries(

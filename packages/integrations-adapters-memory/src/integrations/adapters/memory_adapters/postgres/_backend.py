@@ -190,10 +190,12 @@ def search_text(words: Sequence[str]) -> str:
 
 # A query of one lexeme (one word, as `websearch_to_tsquery` and `to_tsvector` both find it)
 # reads that word's entries best first and stops at the page's end: the stored rank is the
-# one `ts_rank` gives such a query. Other queries intersect the entries of their lexemes
-# (a memory matching the query holds them all), then match and rank those memories; with no
-# lexeme (only stop words) nothing is found, as the text match finds nothing. Each branch
+# one `ts_rank` gives such a query. A longer query intersects the entries of its rare
+# lexemes (fewer than `_RARE` entries; the rarest one when none is), then matches the
+# memories found exactly, so the common lexemes it skipped still count, and ranks them. With
+# no lexeme (only stop words) nothing is found, as the text match finds nothing. Each branch
 # runs only when its condition on the query holds (PostgreSQL tests it once).
+_RARE: Final = 1000
 _ONE_LEXEME: Final = """(
     numnode(websearch_to_tsquery('english', %(search)s)) = 1
     AND cardinality(tsvector_to_array(to_tsvector('english', %(search)s))) = 1
@@ -210,17 +212,28 @@ RANKED: Final = f"""
         AND {_ONE_LEXEME} AND NOT m.deleted {{one_word}}
     ORDER BY w.rank DESC, w.created_seq DESC LIMIT %(limit)s
 ) UNION ALL (
+    WITH lexemes AS (
+        SELECT l.word, (
+            SELECT count(*) FROM (
+                SELECT FROM {{s}}.memory_words AS c
+                WHERE c.tenant = %(tenant)s AND c.word = l.word LIMIT {_RARE}
+            ) AS capped
+        ) AS entries
+        FROM unnest(tsvector_to_array(to_tsvector('english', %(search)s))) AS l(word)
+        WHERE NOT {_ONE_LEXEME}
+    ), chosen AS (
+        SELECT word FROM lexemes
+        WHERE entries < {_RARE} OR word = (SELECT word FROM lexemes ORDER BY entries, word LIMIT 1)
+    ), hits AS (
+        SELECT w.id FROM chosen
+        JOIN {{s}}.memory_words AS w ON w.tenant = %(tenant)s AND w.word = chosen.word
+        GROUP BY w.id HAVING count(*) = (SELECT count(*) FROM chosen)
+    )
     SELECT {_M_COLUMNS}, m.created_seq, ts_rank(m.document, q)::float8 AS rank
-    FROM (
-        SELECT w.id AS hit FROM {{s}}.memory_words AS w
-        WHERE w.tenant = %(tenant)s
-            AND w.word = ANY(tsvector_to_array(to_tsvector('english', %(search)s)))
-        GROUP BY w.id
-        HAVING count(*) = cardinality(tsvector_to_array(to_tsvector('english', %(search)s)))
-    ) AS hits
-    JOIN {{s}}.memories AS m ON m.tenant = %(tenant)s AND m.id = hits.hit
+    FROM hits
+    JOIN {{s}}.memories AS m ON m.tenant = %(tenant)s AND m.id = hits.id
     CROSS JOIN websearch_to_tsquery('english', %(search)s) AS q
-    WHERE NOT {_ONE_LEXEME} AND NOT m.deleted AND m.document @@ q {{several}}
+    WHERE NOT m.deleted AND m.document @@ q {{several}}
     ORDER BY rank DESC, m.created_seq DESC LIMIT %(limit)s
 )
 ORDER BY rank DESC, created_seq DESC LIMIT %(limit)s
