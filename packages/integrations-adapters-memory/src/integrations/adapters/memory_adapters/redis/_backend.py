@@ -1,6 +1,6 @@
 """`RedisBackend`: memories in Redis, written by Lua scripts, searched with RediSearch 1.x.
 
-The data layout and the scripts are in `_redis_scripts`. A push is one script call: Redis
+The data layout and the scripts are in `_scripts`. A push is one script call: Redis
 runs a script alone, so the batch is atomic, its change numbers are handed out in commit
 order, and readers (scripts as well) see all of a batch or none of it. Memories come back
 from reads done as scripts, so a page is one consistent state too.
@@ -13,6 +13,10 @@ with the tenant and the tags in the query, returning the memories' fields. RediS
 scores weigh words by their rarity in the whole index, so every write shifts them: a ranked
 cursor therefore carries the memories the pagination returned (their creation order), and
 each page is the best of the rest, which neither repeats nor skips a memory that stays.
+
+Compaction is one script per tenant that removes old tombstones and raises the tenant's
+horizon together; the changes script reads the horizon with the changes, so a sync sees a
+compaction wholly or not at all (see `_scripts`).
 
 Every redis-py exception is mapped in `redis_errors` alone.
 """
@@ -273,7 +277,7 @@ class _SearchedMemory(StoredMemory):
 
 
 _FIELDS: Final = ("t", "g", "x", "a", "u", "s", "c")
-"""The hash fields a text search returns for each match (see `_redis_scripts`)."""
+"""The hash fields a text search returns for each match (see `_scripts`)."""
 _FIELD_NAMES: Final = list(_FIELDS)
 """`_FIELDS` as a reply lists them (a list compares equal to a list only)."""
 
@@ -330,7 +334,7 @@ class RedisBackend:
     # -- writing -----------------------------------------------------------------------------
 
     def write(self, tenant: str, batch: WriteBatch, now: datetime) -> None:
-        """Apply `batch` with one call of the write script (see `_redis_scripts`)."""
+        """Apply `batch` with one call of the write script (see `_scripts`)."""
         keys = TenantKeys.of(self._settings.key_prefix, tenant)
         indexed = self._index is not None
         script_keys = [keys.counter, keys.changes, keys.created, keys.tombstones]
@@ -388,7 +392,7 @@ class RedisBackend:
 
     def compact(self, older_than: datetime, tenant: str | None = None) -> int:
         """Remove tombstones deleted before `older_than`: one script call per tenant, which
-        also raises the tenant's horizon (see `_redis_scripts`); the number removed."""
+        also raises the tenant's horizon (see `_scripts`); the number removed."""
         before = compact_instant(older_than)
         tenants = (
             [TenantKeys.of(self._settings.key_prefix, tenant)]
