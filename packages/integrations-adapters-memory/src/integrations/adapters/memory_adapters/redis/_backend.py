@@ -583,7 +583,7 @@ def _hits(reply: Sequence[Any], prefix_length: int, returned: set[int]) -> list[
     return hits
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _tags(stored: str) -> tuple[str, ...]:
     """Tags from their stored JSON. Memories share few tag lists, and a tuple cannot be
     changed by whoever receives it, so one decoding serves every memory carrying the list."""
