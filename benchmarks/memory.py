@@ -194,6 +194,23 @@ def check_same_answers(
         client.close()
 
 
+QUERY_WORDS = {
+    "topic": "one topic word (about 0.5% of memories match)",
+    "two-topics": "two topic words (both rare: about one memory matches)",
+    "topic-and-filler": "a topic word and a filler word (one rare, one common)",
+}
+"""The kinds of text query the benchmark can ask, by what their words match."""
+
+
+def query_text(rng: random.Random, kind: str) -> str:
+    """One text query of `kind` (a key of `QUERY_WORDS`)."""
+    if kind == "topic":
+        return rng.choice(TOPICS)
+    if kind == "two-topics":
+        return " ".join(rng.sample(TOPICS, 2))
+    return f"{rng.choice(TOPICS)} {rng.choice(['meeting', 'note', 'team', 'plan', 'week'])}"
+
+
 @dataclass
 class Result:
     """Medians of one backend's measurements."""
@@ -210,7 +227,7 @@ def measure(backend: Backend, args: argparse.Namespace, deadline: float) -> Resu
     """Interleave governed and raw runs until `repeats` are done or the budget is spent."""
     records = memories(args.records)
     chunks = batches(records, args.batch)
-    texts = [random.Random(n).choice(TOPICS) for n in range(args.queries)]
+    texts = [query_text(random.Random(n), args.query_words) for n in range(args.queries)]
     pushes: dict[str, list[float]] = {"governed": [], "raw": []}
     queries: dict[str, list[float]] = {"governed": [], "raw": []}
     filled = backend.fresh()
@@ -315,6 +332,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=900.0, help="seconds per backend")
+    parser.add_argument(
+        "--query-words",
+        choices=sorted(QUERY_WORDS),
+        default="topic",
+        help="what the text queries ask: " + "; ".join(f"{k}: {v}" for k, v in QUERY_WORDS.items()),
+    )
     args = parser.parse_args()
     results = []
     with (
@@ -325,7 +348,8 @@ def main() -> None:
             results.append(measure(backend, args, time.monotonic() + args.budget))
     print(
         f"\n{args.records} memories in batches of {args.batch}; {args.queries} text queries "
-        "(limit 10); medians; ratio = governed / raw (target >= 0.80)\n"
+        f"(limit 10) of {QUERY_WORDS[args.query_words]}; medians; "
+        "ratio = governed / raw (target >= 0.80)\n"
     )
     print(
         "| backend | push governed (rec/s) | push raw (rec/s) | ratio "
