@@ -3,12 +3,15 @@
 `RawClient` writes the same rows into the same schema the connector uses (the schema must
 exist: open a connector session on it first) with none of the connector's work: no
 comparison with stored memories (it assumes it is the only writer and that every record is
-new), no words for the text index, one ``executemany`` per push (pipelined by psycopg;
-``COPY`` is refused on tables under row-level security). Its text search is the plain one:
-``document @@ query`` ranked by ``ts_rank``, which needs a GIN index of ``document`` and
-row security off to be fast (see `unsecured_copy`). `connector_config` is the connector's
-config for the same database and schema. `unsecured_copy` copies a store into a schema
-without row security, for the raw client's fastest text queries.
+new), no words for the connector's text index, one ``executemany`` per push (pipelined by
+psycopg; ``COPY`` is refused on tables under row-level security). It keeps the text index a
+hand-written PostgreSQL store would keep instead: a GIN index of ``document``, which it adds
+to the schema it writes to, so both sides of the push comparison keep their memories
+searchable. Its text search is the plain one: ``document @@ query`` ranked by ``ts_rank``,
+which needs that GIN index and row security off to be fast (see `unsecured_copy`).
+`connector_config` is the connector's config for the same database and schema.
+`unsecured_copy` copies a store into a schema without row security, for the raw client's
+fastest text queries.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from integrations.adapters.memory_adapters.postgres._backend import search_text
 from integrations.base import AuthContext, Record, registry
 
 __all__ = ["RawClient", "connector_config", "unsecured_copy", "vacuum_analyze"]
+
+_GIN_INDEX = (
+    "CREATE INDEX IF NOT EXISTS memories_document_gin ON {schema}.memories USING gin (document)"
+)
+"""The raw client's text index (one name, so the unsecured copy's index is not doubled)."""
 
 
 def connector_config(dsn: str, schema: str) -> dict[str, object]:
@@ -56,6 +64,8 @@ class RawClient:
             "WHERE tenant = %s AND NOT deleted AND document @@ q "
             "ORDER BY ts_rank(document, q) DESC, created_seq DESC LIMIT %s"
         )
+
+        self._connection.execute(_GIN_INDEX.format(schema=name))
 
     def push(self, tenant: str, records: Sequence[Record]) -> None:
         """Insert `records` (all new) in one transaction, numbering them like the connector."""
@@ -135,7 +145,9 @@ def unsecured_copy(dsn: str, schema: str, tenant: str) -> str:
                 )
             )
         connection.execute(
-            sql.SQL("CREATE INDEX ON {}.memories USING gin (document)").format(target)
+            sql.SQL(
+                "CREATE INDEX memories_document_gin ON {}.memories USING gin (document)"
+            ).format(target)
         )
     vacuum_analyze(dsn, copy)
     return copy
