@@ -160,6 +160,18 @@ def test_certify_all_without_servers_names_what_would_configure_them() -> None:
     assert all(rows[name]["ok"] is False for name in SHIPPED - {"mock", "memory.sqlite"})
 
 
+def test_the_summary_prints_every_reason_whole_in_a_narrow_terminal() -> None:
+    result = certify("--all", env={"COLUMNS": "60"})
+
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert (
+        "memory.redis: set REDIS_URL to the server's URL, or pass --config memory.redis=FILE"
+        in lines
+    )
+    assert "…" not in result.stdout
+
+
 def test_certify_one_unconfigured_store_exits_1_saying_how_to_configure_it() -> None:
     result = certify("memory.redis")
 

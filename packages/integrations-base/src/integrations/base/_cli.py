@@ -483,20 +483,37 @@ def _print_summary(outcomes: Sequence[_Outcome], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([outcome.to_json() for outcome in outcomes], indent=2))
         return
-    table = Table("connector", "result", "passed", "failed", "reason")
-    table.columns[0].no_wrap = True
+    headers = ("connector", "result", "passed", "failed")
+    rows = []
     for outcome in outcomes:
         counts = outcome.report.counts() if outcome.report is not None else None
+        rows.append(
+            (
+                outcome.connector,
+                outcome.result,
+                str(counts["passed"]) if counts else "-",
+                str(counts["failed"]) if counts else "-",
+            )
+        )
+    widths = {h: max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)}
+    table = Table(*headers)
+    for column in table.columns:
+        column.no_wrap = True
+    for (connector, result, passed_checks, failed_checks), outcome in zip(
+        rows, outcomes, strict=True
+    ):
         style = _RESULT_STYLES.get(outcome.result, "red")
         table.add_row(
-            escape(outcome.connector),
-            f"[{style}]{outcome.result}[/{style}]",
-            str(counts["passed"]) if counts else "-",
-            str(counts["failed"]) if counts else "-",
-            escape(outcome.reason or ""),
+            escape(connector), f"[{style}]{result}[/{style}]", passed_checks, failed_checks
         )
-    console = _console()
+    # Never narrower than the table: a narrow terminal wraps the lines, nothing is cut.
+    needed = _table_width(widths, headers)
+    console = Console(highlight=False, soft_wrap=True, width=max(_output_width() or needed, needed))
     console.print(table)
+    # Reasons are printed whole under the table: they name what to set or run, to be copied.
+    for outcome in outcomes:
+        if outcome.reason:
+            console.print(f"{escape(outcome.connector)}: {escape(outcome.reason)}", soft_wrap=True)
     passed = sum(outcome.result == "passed" for outcome in outcomes)
     console.print(f"{passed} of {len(outcomes)} connectors certified")
 
