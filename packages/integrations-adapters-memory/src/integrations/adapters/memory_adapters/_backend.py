@@ -36,12 +36,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from integrations.base import JsonObject
+from integrations.base import JsonObject, ResyncRequired
 
 from ._memory import StoredMemory, WriteBatch
 from ._query import MemoryQuery
 
-__all__ = ["MemoryBackend", "MemoryPage"]
+__all__ = ["MemoryBackend", "MemoryPage", "check_horizon"]
+
+
+def check_horizon(after: int, floor: int, horizon: int) -> None:
+    """`ResyncRequired` when deletions a sync state has not seen were compacted away.
+
+    The rule of `MemoryBackend.changes`, applied by every backend to the horizon it read in the
+    same snapshot as the changes: a full sync's start (`after` 0) is always served; any other
+    state needs `after` or its `floor` at or above the horizon.
+    """
+    if after > 0 and max(after, floor) < horizon:
+        raise ResyncRequired(
+            f"the sync state (after change {after}) is older than the store's compaction "
+            f"horizon (change {horizon}): deletions it has not seen were removed for good; "
+            "start a full sync from an empty state (SyncState())"
+        )
 
 
 @dataclass(frozen=True, slots=True)

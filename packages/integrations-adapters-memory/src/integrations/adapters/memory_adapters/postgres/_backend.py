@@ -40,11 +40,11 @@ from typing import Any, Final
 import psycopg
 import psycopg_pool
 
-from integrations.adapters.memory_adapters._backend import MemoryPage
+from integrations.adapters.memory_adapters._backend import MemoryPage, check_horizon
 from integrations.adapters.memory_adapters._cursor import decode_cursor, encode_cursor
 from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch, canonical_json
 from integrations.adapters.memory_adapters._query import MemoryFilter, MemoryQuery
-from integrations.base import ConfigError, InvalidRequest, JsonObject, ResyncRequired
+from integrations.base import ConfigError, InvalidRequest, JsonObject
 
 from ._errors import postgres_errors
 from ._schema import SCHEMA_VERSION, migrate, qualified
@@ -463,12 +463,7 @@ class PostgresBackend:
         """
         rows = self._read(tenant, self._changes, {"tenant": tenant, "after": after, "limit": limit})
         horizon = rows[0][0] if rows else 0
-        if after > 0 and max(after, floor) < horizon:
-            raise ResyncRequired(
-                f"the sync state (after change {after}) is older than the tenant's compaction "
-                f"horizon (change {horizon}): deletions it has not seen were removed, so start "
-                "a full sync (a sync with no state)"
-            )
+        check_horizon(after, floor, horizon)
         return tuple(_stored(row[1:]) for row in rows if row[1] is not None)
 
     def horizon(self, tenant: str) -> int:

@@ -50,7 +50,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from integrations.adapters.memory_adapters._backend import MemoryPage
+from integrations.adapters.memory_adapters._backend import MemoryPage, check_horizon
 from integrations.adapters.memory_adapters._cursor import (
     decode_cursor,
     encode_cursor,
@@ -68,7 +68,6 @@ from integrations.base import (
     JsonObject,
     NotSupported,
     Record,
-    ResyncRequired,
     TransientError,
     format_utc,
 )
@@ -373,13 +372,7 @@ class RedisBackend:
             rows = self._changes(
                 keys=[keys.changes, keys.horizon], args=[keys.memory_prefix, after, limit, bound]
             )
-        horizon = int(rows[0])
-        if 0 < bound < horizon:
-            raise ResyncRequired(
-                f"the sync state (after change {after}) is older than the store's compaction "
-                f"horizon (change {horizon}): deletions it has not seen were removed for good; "
-                "start a full sync from an empty state (SyncState())"
-            )
+        check_horizon(after, floor, int(rows[0]))
         return tuple(memory for memory, _ in _hydrated(rows[1:]))
 
     def horizon(self, tenant: str) -> int:

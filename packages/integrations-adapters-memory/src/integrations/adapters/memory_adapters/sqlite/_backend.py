@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from integrations.adapters.memory_adapters._backend import MemoryPage
+from integrations.adapters.memory_adapters._backend import MemoryPage, check_horizon
 from integrations.adapters.memory_adapters._cursor import (
     decode_cursor,
     encode_cursor,
@@ -35,7 +35,6 @@ from integrations.base import (
     ConnectorError,
     InvalidRequest,
     JsonObject,
-    ResyncRequired,
     TransientError,
 )
 
@@ -295,13 +294,7 @@ class SqliteBackend:
         with self._snapshot() as db:
             if after > 0:
                 row = db.execute(HORIZON, (tenant,)).fetchone()
-                horizon = row[0] if row is not None else 0
-                if max(after, floor) < horizon:
-                    raise ResyncRequired(
-                        f"the sync state (after change {after}) is older than the store's "
-                        f"compaction horizon (change {horizon}): deletions it has not seen were "
-                        "removed for good; start a full sync from an empty state (SyncState())"
-                    )
+                check_horizon(after, floor, row[0] if row is not None else 0)
             rows = db.execute(_CHANGES, (tenant, after, limit)).fetchall()
         return tuple(_stored(row) for row in rows)
 
