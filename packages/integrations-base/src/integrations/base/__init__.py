@@ -22,6 +22,16 @@ from ._connector import (
     Connector,
     check_connector_class,
 )
+from ._egress import (
+    DEFAULT_PORTS,
+    UNRESTRICTED,
+    Destination,
+    EgressGuard,
+    EgressPolicy,
+    EgressRule,
+    HostResolver,
+    SystemResolver,
+)
 from ._exceptions import (
     AuditError,
     AuthError,
@@ -35,6 +45,7 @@ from ._exceptions import (
     ConnectorUnavailable,
     ContractError,
     DiscoveryError,
+    EgressDenied,
     IntegrationsError,
     InvalidRequest,
     LifecycleError,
@@ -45,9 +56,10 @@ from ._exceptions import (
     RateLimited,
     ResyncRequired,
     SecretError,
+    SecretReferenceDenied,
     TransientError,
 )
-from ._governance import Governance, GovernanceSettings
+from ._governance import EgressRuleSettings, Governance, GovernanceSettings, UntrustedSettings
 from ._models import (
     AuthContext,
     AuthToken,
@@ -78,14 +90,23 @@ from ._policy import (
 from ._registry import ConnectorClass, ConnectorInfo, Registry, Status
 from ._resilience import NO_RETRY, BreakerPolicy, CircuitState, RetryPolicy
 from ._secret import Secret
-from ._secrets import EnvSecretProvider, FileSecretProvider, SecretProvider, SecretResolver
+from ._secrets import (
+    EnvSecretProvider,
+    FileSecretProvider,
+    ReferenceResolver,
+    SecretProvider,
+    SecretResolver,
+)
 from ._session import AsyncSession, Session, SessionState
+from ._untrusted import SecretReferencePolicy, UntrustedConfig, UntrustedPolicy
 from ._version import CONTRACT_VERSION
 
 __all__ = [
     "ALLOW",
     "CONTRACT_VERSION",
+    "DEFAULT_PORTS",
     "NO_RETRY",
+    "UNRESTRICTED",
     "AsyncBaseConnector",
     "AsyncConnector",
     "AsyncSession",
@@ -116,7 +137,13 @@ __all__ = [
     "ConnectorUnavailable",
     "ContractError",
     "Decision",
+    "Destination",
     "DiscoveryError",
+    "EgressDenied",
+    "EgressGuard",
+    "EgressPolicy",
+    "EgressRule",
+    "EgressRuleSettings",
     "EnvSecretProvider",
     "FanOutAuditSink",
     "FetchQuery",
@@ -124,6 +151,7 @@ __all__ = [
     "FileSecretProvider",
     "Governance",
     "GovernanceSettings",
+    "HostResolver",
     "IntegrationsError",
     "InvalidRequest",
     "JsonLinesAuditSink",
@@ -143,6 +171,7 @@ __all__ = [
     "QuorumRequired",
     "RateLimited",
     "Record",
+    "ReferenceResolver",
     "Registry",
     "Rejection",
     "ResyncRequired",
@@ -151,14 +180,20 @@ __all__ = [
     "Secret",
     "SecretError",
     "SecretProvider",
+    "SecretReferenceDenied",
+    "SecretReferencePolicy",
     "SecretResolver",
     "Session",
     "SessionState",
     "Status",
     "SyncResult",
     "SyncState",
+    "SystemResolver",
     "TenantAndActorRequired",
     "TransientError",
+    "UntrustedConfig",
+    "UntrustedPolicy",
+    "UntrustedSettings",
     "check_connector_class",
     "format_utc",
     "load_audit_sink",

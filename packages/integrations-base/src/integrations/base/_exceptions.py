@@ -12,6 +12,8 @@ Our exception hierarchy::
     │   └── ConnectorUnavailable
     ├── LifecycleError
     ├── PolicyError
+    │   ├── SecretReferenceDenied
+    │   └── EgressDenied
     ├── AuditError
     ├── SecretError
     └── ConnectorError
@@ -31,6 +33,8 @@ Messages never carry secret values: errors that concern a secret name its refere
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
     "AuditError",
     "AuthError",
@@ -44,6 +48,7 @@ __all__ = [
     "ConnectorUnavailable",
     "ContractError",
     "DiscoveryError",
+    "EgressDenied",
     "IntegrationsError",
     "InvalidRequest",
     "LifecycleError",
@@ -54,6 +59,7 @@ __all__ = [
     "RateLimited",
     "ResyncRequired",
     "SecretError",
+    "SecretReferenceDenied",
     "TransientError",
 ]
 
@@ -109,6 +115,23 @@ class PolicyError(IntegrationsError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class SecretReferenceDenied(PolicyError):
+    """A config from a tenant uses a secret reference the reference policy does not allow."""
+
+    code: ClassVar[str] = "SECRET_REFERENCE_DENIED"
+
+    def __init__(self, message: str, reason: str, *, scheme: str, field: str | None) -> None:
+        super().__init__(message, reason)
+        self.scheme = scheme
+        self.field = field
+
+
+class EgressDenied(PolicyError):
+    """A config from a tenant names a network destination the egress policy refuses."""
+
+    code: ClassVar[str] = "EGRESS_DENIED"
 
 
 class AuditError(IntegrationsError):

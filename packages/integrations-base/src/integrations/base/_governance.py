@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._audit import (
     AuditSink,
@@ -24,14 +24,16 @@ from ._audit import (
     LoggingAuditSink,
     load_audit_sink,
 )
+from ._egress import EgressPolicy, EgressRule
 from ._exceptions import ConfigError
 from ._models import describe_validation_error
 from ._policy import CapabilityAllowlist, Policy, PolicySet, QuorumRequired, TenantAndActorRequired
 from ._resilience import BreakerPolicy, RetryPolicy
 from ._secrets import SecretResolver
 from ._telemetry import Telemetry
+from ._untrusted import SecretReferencePolicy, UntrustedPolicy
 
-__all__ = ["Governance", "GovernanceSettings"]
+__all__ = ["EgressRuleSettings", "Governance", "GovernanceSettings", "UntrustedSettings"]
 
 ENV_PREFIX = "INTEGRATIONS_"
 
@@ -53,6 +55,7 @@ class Governance:
     manifest says ``audit.required`` fails closed whatever this flag says. `retry` and
     `breaker` apply to every connector but those named in `retry_overrides` and
     `breaker_overrides` (by registry name); a `breaker` of None disables the breaker.
+    `untrusted` is what configs from tenants (`UntrustedConfig`) may reference and reach.
     """
 
     policies: PolicySet = field(default_factory=_default_policies)
@@ -65,6 +68,7 @@ class Governance:
     breaker_overrides: Mapping[str, BreakerPolicy | None] = field(default_factory=dict)
     telemetry: Telemetry | Literal["global"] | None = "global"
     """OpenTelemetry reporting: "global" follows the global providers once an SDK sets them."""
+    untrusted: UntrustedPolicy = field(default_factory=UntrustedPolicy)
 
     def __post_init__(self) -> None:
         # Read-only copies: a governance shared by sessions must not change under them.
@@ -80,6 +84,65 @@ class Governance:
         if connector in self.breaker_overrides:
             return self.breaker_overrides[connector]
         return self.breaker
+
+
+class EgressRuleSettings(BaseModel):
+    """One egress rule as operators write it (see `EgressRule` for the meaning)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connectors: tuple[str, ...] = ("*",)
+    tenants: tuple[str, ...] = ("*",)
+    hosts: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+
+    def build(self) -> EgressRule:
+        """The rule these settings describe."""
+        return EgressRule(
+            connectors=self.connectors,
+            tenants=self.tenants,
+            hosts=self.hosts,
+            networks=self.networks,
+            ports=self.ports,
+        )
+
+
+class UntrustedSettings(BaseModel):
+    """What configs from tenants may use: secret reference patterns and egress rules.
+
+    The defaults allow no secret reference at all, and only public addresses on default
+    ports (`egress_public`), nothing the operator has not opened with `egress_allow`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    secret_references: tuple[str, ...] = ()
+    egress_public: bool = True
+    egress_allow: tuple[EgressRuleSettings, ...] = Field(default=())
+
+    @field_validator("secret_references")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        SecretReferencePolicy(value)  # raises ValueError naming a bad pattern
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _rules(cls, value: tuple[EgressRuleSettings, ...]) -> tuple[EgressRuleSettings, ...]:
+        for rule in value:
+            rule.build()  # raises ValueError naming a bad network or port
+        return value
+
+    def build(self) -> UntrustedPolicy:
+        """The policy these settings describe."""
+        return UntrustedPolicy(
+            secret_references=SecretReferencePolicy(self.secret_references),
+            egress=EgressPolicy(
+                rules=tuple(rule.build() for rule in self.egress_allow),
+                public=self.egress_public,
+            ),
+        )
 
 
 class GovernanceSettings(BaseModel):
@@ -104,6 +167,7 @@ class GovernanceSettings(BaseModel):
     retry_overrides: dict[str, RetryPolicy] = {}
     breaker: BreakerPolicy | None = _DEFAULT_BREAKER
     breaker_overrides: dict[str, BreakerPolicy | None] = {}
+    untrusted: UntrustedSettings = UntrustedSettings()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GovernanceSettings:
@@ -120,7 +184,7 @@ class GovernanceSettings(BaseModel):
         """Read ``INTEGRATIONS_<FIELD>`` variables.
 
         Lists are comma-separated; the allowlist, the retry and breaker policies and their
-        overrides are JSON.
+        overrides, and the untrusted-config settings are JSON.
         """
         environ = os.environ if environ is None else environ
         data: dict[str, Any] = {}
@@ -166,6 +230,7 @@ class GovernanceSettings(BaseModel):
             retry_overrides=self.retry_overrides,
             breaker=self.breaker,
             breaker_overrides=self.breaker_overrides,
+            untrusted=self.untrusted.build(),
         )
 
     def _sink(self) -> AuditSink:
@@ -179,7 +244,14 @@ class GovernanceSettings(BaseModel):
 
 
 _JSON_SETTINGS: Final = frozenset(
-    {"capability_allowlist", "retry", "retry_overrides", "breaker", "breaker_overrides"}
+    {
+        "capability_allowlist",
+        "retry",
+        "retry_overrides",
+        "breaker",
+        "breaker_overrides",
+        "untrusted",
+    }
 )
 
 

@@ -17,15 +17,17 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     ValidationError,
     computed_field,
 )
 
+from ._egress import UNRESTRICTED, Destination, EgressGuard
 from ._exceptions import ConfigError, InvalidRequest
 from ._secret import RESOLVER_CONTEXT_KEY, Secret
 
 if TYPE_CHECKING:
-    from ._secrets import SecretResolver
+    from ._secrets import ReferenceResolver
 
 __all__ = [
     "AuthContext",
@@ -108,11 +110,31 @@ class ConnectorConfig(_Model):
 
     Fields typed `Secret` are masked everywhere. `from_mapping` is the validating constructor
     that turns pydantic's errors into the library's `ConfigError`.
+
+    A connector that opens network connections lists where in `destinations()` and connects
+    through `egress` (the HTTP transport of `integrations.base.http`, or
+    `EgressGuard.addresses` for other drivers): a session then refuses the destinations of a
+    config from a tenant before the connector is called, and pins the addresses it checked.
     """
+
+    _egress: EgressGuard | None = PrivateAttr(default=None)
+
+    def destinations(self) -> tuple[Destination, ...]:
+        """The network destinations this config makes the connector reach (none by default)."""
+        return ()
+
+    @property
+    def egress(self) -> EgressGuard:
+        """The guard every connection of the connector goes through.
+
+        Unrestricted for configs the platform wrote; for a config from a tenant, the guard
+        the session checked `destinations()` with, holding the addresses it pinned.
+        """
+        return self._egress or UNRESTRICTED
 
     @classmethod
     def from_mapping(
-        cls, data: Mapping[str, Any], *, secrets: SecretResolver | None = None
+        cls, data: Mapping[str, Any], *, secrets: ReferenceResolver | None = None
     ) -> Self:
         """Validate `data` into this config model, raising `ConfigError` naming each bad field.
 

@@ -45,6 +45,7 @@ from ._governance import Governance
 from ._manifest import MANIFEST_FILENAME, ConnectorEntry, contract_admits, parse_manifest
 from ._models import AuthContext, ConnectorConfig
 from ._session import AsyncSession, Session, StepListener
+from ._untrusted import UntrustedConfig
 from ._version import CONTRACT_VERSION
 
 __all__ = [
@@ -633,7 +634,7 @@ class Registry:
         self,
         name: str,
         *,
-        config: ConnectorConfig | Mapping[str, Any],
+        config: ConnectorConfig | Mapping[str, Any] | UntrustedConfig,
         context: AuthContext,
         governance: Governance | None = None,
         listener: StepListener | None = None,
@@ -654,7 +655,7 @@ class Registry:
         self,
         name: str,
         *,
-        config: ConnectorConfig | Mapping[str, Any],
+        config: ConnectorConfig | Mapping[str, Any] | UntrustedConfig,
         context: AuthContext,
         governance: Governance | None = None,
         listener: StepListener | None = None,
@@ -667,7 +668,7 @@ class Registry:
     def _session_options(
         self,
         name: str,
-        config: ConnectorConfig | Mapping[str, Any],
+        config: ConnectorConfig | Mapping[str, Any] | UntrustedConfig,
         context: AuthContext,
         governance: Governance | None,
     ) -> dict[str, Any]:

@@ -79,7 +79,7 @@ class Secret:
             raise ValueError("a secret must be a string")
         context = info.context
         resolver = context.get(RESOLVER_CONTEXT_KEY) if isinstance(context, dict) else None
-        return cls(resolver.resolve(value) if resolver is not None else value)
+        return cls(resolver.resolve(value, info.field_name) if resolver is not None else value)
 
     @classmethod
     def __get_pydantic_json_schema__(

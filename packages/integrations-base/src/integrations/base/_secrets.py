@@ -21,12 +21,20 @@ from ._exceptions import SecretError
 __all__ = [
     "EnvSecretProvider",
     "FileSecretProvider",
+    "ReferenceResolver",
     "SecretProvider",
     "SecretResolver",
+    "split_reference",
 ]
 
 _REFERENCE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.\-]*):(?P<rest>.*)$", re.DOTALL)
 LITERAL_SCHEME = "literal"
+
+
+def split_reference(value: str) -> tuple[str, str] | None:
+    """The scheme and name of `value` when it has the shape of a reference (``scheme:name``)."""
+    match = _REFERENCE.match(value)
+    return None if match is None else (match["scheme"], match["rest"])
 
 
 @runtime_checkable
@@ -40,6 +48,14 @@ class SecretProvider(Protocol):
 
         Raise `SecretError` naming the reference when there is no such secret.
         """
+        ...
+
+
+class ReferenceResolver(Protocol):
+    """What turns the values of `Secret` fields into secrets while a config is validated."""
+
+    def resolve(self, value: str, field: str | None = None) -> str:
+        """The secret `value` names, or `value` itself when it is not a reference."""
         ...
 
 
@@ -101,12 +117,19 @@ class SecretResolver:
         with self._lock:
             self._providers[provider.scheme] = provider
 
-    def resolve(self, value: str) -> str:
-        """The secret `value` names when it is a reference with a known scheme, else `value`."""
-        match = _REFERENCE.match(value)
-        if match is None:
+    def knows(self, scheme: str) -> bool:
+        """Whether values of `scheme` are references this resolver would resolve."""
+        return scheme == LITERAL_SCHEME or self._provider(scheme) is not None
+
+    def resolve(self, value: str, field: str | None = None) -> str:
+        """The secret `value` names when it is a reference with a known scheme, else `value`.
+
+        `field` names the config field the value came from (for resolvers that care).
+        """
+        reference = split_reference(value)
+        if reference is None:
             return value
-        scheme, rest = match["scheme"], match["rest"]
+        scheme, rest = reference
         if scheme == LITERAL_SCHEME:
             return rest
         provider = self._provider(scheme)

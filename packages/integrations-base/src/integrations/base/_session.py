@@ -28,9 +28,11 @@ from ._exceptions import (
     AuditError,
     AuthExpired,
     CircuitOpen,
+    EgressDenied,
     LifecycleError,
     NotSupported,
     PolicyError,
+    SecretReferenceDenied,
     TransientError,
 )
 from ._governance import Governance
@@ -50,6 +52,7 @@ from ._models import (
 from ._policy import Decision, PolicyRequest
 from ._resilience import CircuitState, RetryPolicy, RetryRun, Transition, breaker_for
 from ._telemetry import configured_telemetry
+from ._untrusted import ReferenceGate, UntrustedConfig
 
 __all__ = ["AsyncSession", "Session", "SessionState", "StepListener"]
 
@@ -175,11 +178,48 @@ class _Governor:
         A config model instance is validated again from its fields, so references it holds
         in `Secret` fields are resolved too (`model_dump` keeps `Secret` values as they are).
         """
+        if isinstance(raw, UntrustedConfig):
+            return self._untrusted_config(config_model, raw)
         if isinstance(raw, ConnectorConfig):
             raw = raw.model_dump()
         if not isinstance(raw, Mapping):
             raise LifecycleError(f"config must be a mapping or a {config_model.__name__}")
         return config_model.from_mapping(raw, secrets=self.governance.secrets)
+
+    def _untrusted_config(
+        self, config_model: type[ConnectorConfig], raw: UntrustedConfig
+    ) -> ConnectorConfig:
+        """A tenant's config: references checked, then resolved; destinations checked, pinned.
+
+        The first validation resolves nothing (the gate only checks), so a config with one
+        refused reference has none resolved. Denials are audited as the connect step's; the
+        connector is never called.
+        """
+        policy = self.governance.untrusted
+        secrets = self.governance.secrets
+        tenant = self.context.tenant
+        guard = policy.egress.guard(
+            connector=self.meta.name,
+            tenant=tenant,
+            resolver=policy.resolver,
+            on_denied=self._egress_denied,
+        )
+        try:
+            config_model.from_mapping(
+                raw.data, secrets=ReferenceGate(policy.secret_references, secrets, tenant)
+            )
+            config = config_model.from_mapping(raw.data, secrets=secrets)
+            guard.admit(config.destinations())
+        except (SecretReferenceDenied, EgressDenied) as denial:
+            self._deny("connect", "PolicyError", f"{denial.code} {denial.reason}")
+            raise
+        config._egress = guard
+        return config
+
+    def _egress_denied(self, denial: EgressDenied) -> None:
+        """Audit a destination refused once the connector runs (a redirect, a late connection)."""
+        if self.state is not SessionState.CREATED:  # before that, the connect step audits it
+            self._deny("egress", "PolicyError", f"{denial.code} {denial.reason}")
 
     def prepare(self, config_model: type[ConnectorConfig], raw: object) -> ConnectorConfig:
         """What opening a session does before the connector is called: policies, then config.
@@ -482,7 +522,7 @@ class _SessionBase(Generic[ConnectorT]):
         self,
         connector: ConnectorT,
         *,
-        config: ConnectorConfig | Mapping[str, Any],
+        config: ConnectorConfig | Mapping[str, Any] | UntrustedConfig,
         context: AuthContext,
         governance: Governance | None = None,
         meta: ConnectorMeta | None = None,
@@ -491,6 +531,7 @@ class _SessionBase(Generic[ConnectorT]):
     ) -> None:
         """Prepare a session; nothing reaches the connector before it is opened.
 
+        `config` is trusted (written by the platform) unless wrapped in `UntrustedConfig`.
         `meta` and `entry` (the manifest entry) describe the connector in audit events and
         to policies; `listener` sees every "finished" event.
         """
@@ -690,7 +731,11 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
         governor = self._governor
         governor.require(SessionState.CREATED, "open")
         try:
-            config = governor.prepare(type(self.connector).config_model, self._raw_config)
+            model, raw = type(self.connector).config_model, self._raw_config
+            if isinstance(raw, UntrustedConfig):  # name lookups block: not on the event loop
+                config = await asyncio.to_thread(governor.prepare, model, raw)
+            else:
+                config = governor.prepare(model, raw)
             governor.token = await self._step("auth", self.connector.auth, governor.context)
             governor.transition(SessionState.AUTHENTICATED)
             await self._step("connect", self.connector.connect, config)

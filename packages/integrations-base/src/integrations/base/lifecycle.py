@@ -28,6 +28,7 @@ from ._models import AuthContext, ConnectorConfig, FetchQuery, PushPayload, Sync
 from ._registry import Registry
 from ._resilience import NO_RETRY, BreakerPolicy, CircuitState, RetryPolicy
 from ._session import AsyncSession, Session, SessionState
+from ._untrusted import UntrustedConfig
 
 __all__ = [
     "NO_RETRY",
@@ -101,7 +102,7 @@ def _operation(session: Session, operation: PlannedOperation) -> BaseModel:
 def run_lifecycle(
     connector: Connector[Any] | str,
     *,
-    config: ConnectorConfig | Mapping[str, Any] | None = None,
+    config: ConnectorConfig | Mapping[str, Any] | UntrustedConfig | None = None,
     context: AuthContext | None = None,
     plan: Iterable[PlannedOperation] = (),
     governance: Governance | None = None,

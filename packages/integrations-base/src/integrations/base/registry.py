@@ -39,6 +39,7 @@ from ._registry import (
     Status,
 )
 from ._session import AsyncSession, Session
+from ._untrusted import UntrustedConfig
 
 __all__ = [
     "DEFAULT_ALLOWED_MODULES",
@@ -86,7 +87,7 @@ def get(name: str) -> ConnectorClass:
 def open(
     name: str,
     *,
-    config: ConnectorConfig | Mapping[str, Any],
+    config: ConnectorConfig | Mapping[str, Any] | UntrustedConfig,
     context: AuthContext,
     governance: Governance | None = None,
 ) -> Session:
@@ -97,7 +98,7 @@ def open(
 def open_async(
     name: str,
     *,
-    config: ConnectorConfig | Mapping[str, Any],
+    config: ConnectorConfig | Mapping[str, Any] | UntrustedConfig,
     context: AuthContext,
     governance: Governance | None = None,
 ) -> AsyncSession:
