@@ -45,11 +45,13 @@ from integrations.base import (
     Record,
     Registry,
     SecretError,
+    SecretReferenceDenied,
     SecretResolver,
     Session,
     SessionState,
     SyncState,
     TenantAndActorRequired,
+    UntrustedConfig,
 )
 from integrations.base.lifecycle import run_lifecycle
 from integrations.base.registry import ConnectorEntry
@@ -604,6 +606,7 @@ def test_canary_secret_appears_nowhere(
     root = logging.getLogger("integrations")
     root.addHandler(handler)
     texts: list[str] = []
+    denial_texts: list[str] = []
     try:
         with caplog.at_level(logging.DEBUG, logger="integrations"):
             governance = Governance(audit=FanOutAuditSink([memory, jsonl, LoggingAuditSink()]))
@@ -637,6 +640,17 @@ def test_canary_secret_appears_nowhere(
                     pass
             except ConfigError as error:
                 texts.append("".join(traceback.format_exception(error)))
+            denied = Session(
+                MockConnector(),
+                config=UntrustedConfig({"store": "c", "api_key": "env:CANARY_KEY"}),
+                context=CONTEXT,
+                governance=governance,
+            )
+            try:
+                with denied:
+                    pass
+            except SecretReferenceDenied as error:
+                denial_texts.append("".join(traceback.format_exception(error)))
     finally:
         root.removeHandler(handler)
         jsonl.close()
@@ -653,9 +667,22 @@ def test_canary_secret_appears_nowhere(
         governance=Governance(audit=MemoryAuditSink()),
     )
     texts.append(repr(report))
-    assert len(texts) >= 10
+    untrusted_report = run_lifecycle(
+        MockConnector(),
+        config=UntrustedConfig({"store": "c", "api_key": "env:CANARY_KEY"}),
+        context=CONTEXT,
+        governance=Governance(audit=MemoryAuditSink()),
+    )
+    denial_texts.append(repr(untrusted_report))
+    denial_texts.append(json.dumps([e.to_dict() for e in untrusted_report.audit]))
+    denial_texts.append(json.dumps([e.to_dict() for e in memory.events if e.outcome == "denied"]))
+    texts.extend(denial_texts)
+    assert len(texts) >= 14
     assert all(canary not in text for text in texts)
     assert sum("backend refused" in text for text in texts) >= 1  # the scan saw the error path
+    # A denied reference is named by its scheme only: not even the variable's name shows.
+    assert all("CANARY_KEY" not in text for text in denial_texts)
+    assert all("SECRET_REFERENCE_DENIED" in text for text in denial_texts)
 
 
 # -- run_lifecycle ---------------------------------------------------------------------------
