@@ -29,6 +29,7 @@ PAGES = (
     "lifecycle.md",
     "governance.md",
     "secrets.md",
+    "untrusted-configuration.md",
     "resilience.md",
     "observability.md",
     "memory.md",
