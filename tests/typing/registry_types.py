@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from integrations.base import AsyncConnector, Connector, ConnectorClass, registry
+from integrations.base import (
+    AsyncConnector,
+    AuthContext,
+    Connector,
+    ConnectorClass,
+    UntrustedConfig,
+    registry,
+)
+from integrations.base.lifecycle import Session
 from integrations.base.registry import ConnectorClass as RegistryConnectorClass
 
 
@@ -21,3 +29,12 @@ def load(name: str) -> ConnectorClass:
 def instance(name: str) -> Connector[Any] | AsyncConnector[Any]:
     """An instance of connector `name`, of whichever kind it is."""
     return load(name)()
+
+
+def open_for_tenant(name: str, tenant_input: dict[str, Any], tenant: str) -> Session:
+    """A session on a config a tenant wrote: the wrapper is accepted where configs are."""
+    return registry.open(
+        name,
+        config=UntrustedConfig(tenant_input, origin="tenant settings"),
+        context=AuthContext(tenant=tenant, actor="settings-service"),
+    )
