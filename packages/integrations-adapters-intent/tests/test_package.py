@@ -16,6 +16,7 @@ def test_distribution_has_the_shape_every_distribution_shares() -> None:
     assert distribution_layout_problems(DIST, PACKAGE) == []
 
 
-def test_manifest_declares_no_connector() -> None:
-    # The package ships no connector yet, and no placeholder pretends to be one.
-    assert read_package_manifest(PACKAGE).entries == ()
+def test_manifest_declares_the_three_intent_connectors() -> None:
+    entries = read_package_manifest(PACKAGE).entries
+    assert [entry.name for entry in entries] == ["intent.local", "intent.engine", "intent.signals"]
+    assert all(entry.certification for entry in entries)
