@@ -218,6 +218,15 @@ class Registry:
         self._application_paths: list[Path] = []
         self._discovered = False
 
+    def allows_module(self, module: str) -> bool:
+        """Whether `module` is under the prefixes application manifests may point at.
+
+        The same check a manifest's module passes; connectors that import code named in a
+        config (a signal source class, say) ask it first, so a config never imports
+        arbitrary code.
+        """
+        return _module_allowed(module, self._allowed)
+
     # -- discovery -------------------------------------------------------------------------
 
     def discover(

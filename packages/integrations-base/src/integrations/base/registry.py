@@ -56,6 +56,7 @@ __all__ = [
     "ParsedManifest",
     "Registry",
     "Status",
+    "allows_module",
     "connectors",
     "default_registry",
     "discover",
@@ -77,6 +78,11 @@ default_registry = Registry()
 def register(name: str, connector_cls: type[Connector[Any]], *, replace: bool = False) -> None:
     """Register `connector_cls` under `name` in the default registry (validated now)."""
     default_registry.register(name, connector_cls, replace=replace)
+
+
+def allows_module(module: str) -> bool:
+    """Whether the default registry's module allowlist admits `module` (see `Registry`)."""
+    return default_registry.allows_module(module)
 
 
 def get(name: str) -> ConnectorClass:
