@@ -53,6 +53,14 @@ unless a rule allows another."""
 
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 
+_NOT_GLOBAL: Final = (
+    ipaddress.IPv4Network("192.0.0.0/24"),  # IETF protocol assignments (RFC 6890)
+    ipaddress.IPv6Network("fec0::/10"),  # site-local: deprecated, still routed inside networks
+    ipaddress.IPv6Network("3fff::/20"),  # documentation (RFC 9637)
+)
+"""Ranges no Internet host has that `ipaddress` counts as global: site-local in every Python
+release, the others in releases whose tables predate the IANA registry entries (3.11.7 does)."""
+
 _HOST_LABEL: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 """What a tenant must look like to stand in a host pattern: one DNS label, nothing wider."""
 
@@ -196,7 +204,7 @@ def refusal(address: IPAddress) -> str | None:
     for kind in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
-    if not address.is_global:
+    if not address.is_global or any(address in network for network in _NOT_GLOBAL):
         return "not public"
     return None
 

@@ -32,8 +32,23 @@ def _destination(url: httpx.URL) -> Destination:
     return Destination(url.host, url.port or default, default)
 
 
+def _url_host(raw_host: str) -> str:
+    """The pool's host as `httpx.URL.host` spells it: the spelling requests are checked with.
+
+    The pool connects by the URL's raw host, IDNA-encoded (``xn--bcher-kva.example``), while
+    a request is checked (and its addresses pinned) by ``URL.host``, which httpx shows decoded
+    (``bücher.example``). Looked up by the raw spelling, the pin would be missed: the name
+    resolved a second time and checked against a host its rules do not name.
+    """
+    try:
+        return httpx.URL(scheme="http", host=raw_host).host
+    except httpx.InvalidURL:
+        return raw_host
+
+
 def _pinned(guard: EgressGuard, host: str, port: int) -> tuple[str, ...]:
     """The checked addresses of a connection the pool opens (checked now if it was not)."""
+    host = _url_host(host)
     addresses = guard.pinned(host, port)
     if addresses is None:  # every request is checked first; a missing pin is checked strictly
         addresses = guard.addresses(Destination(host, port, 0))
