@@ -97,6 +97,8 @@ def governance(
         ("vault:secret/data/tenants/acme/deeper/kv", "acme", False),  # * stops at /
         ("vault:secret/data/tenants/acme/../platform", "acme", False),
         ("vault:secret/data/tenants/acme/./kv", "acme", False),
+        ("vault:secret/data/tenants/acme/%2e%2e", "acme", False),  # decoded by some providers
+        ("vault:secret/data/tenants/acme/a\\b", "acme", False),
         ("vault:secret/data/tenants/acme/", "acme", True),  # an empty name: the vault says no
         ("vault:secret/data/tenants/acme/kv", None, False),  # no tenant, no {tenant}
         ("vault:secret/data/tenants/a/b/kv", "a/b", False),  # a tenant id is not a path

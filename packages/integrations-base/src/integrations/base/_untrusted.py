@@ -30,6 +30,9 @@ __all__ = [
 _TENANT_IN_NAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
 """What a tenant id must look like to stand in a reference pattern (no ``/``, no ``*``)."""
 
+_UNSAFE: Final = re.compile(r"[%\\\x00-\x1f\x7f]")
+"""Characters a provider might decode into a path step (``%2e%2e``, ``\\``): never matched."""
+
 _PATTERN: Final = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.\-]*):(?P<rest>.+)$", re.DOTALL)
 
 
@@ -63,7 +66,7 @@ class SecretReferencePolicy:
     In a pattern, ``*`` matches any run of characters but ``/`` and ``?`` one such character;
     ``{tenant}`` stands for the session's tenant (a pattern naming it matches nothing when
     the session has no tenant, or one that is not a plain id). A reference whose name has
-    a ``.`` or ``..`` path segment never matches. ``literal:`` values are not references and
+    a ``.`` or ``..`` path segment, a ``%``, a backslash or a control character never matches. ``literal:`` values are not references and
     are always allowed. No pattern, the default, allows no reference at all.
     """
 
@@ -78,7 +81,7 @@ class SecretReferencePolicy:
         """Whether the reference ``scheme:name`` may be used by an untrusted config of `tenant`."""
         if scheme == LITERAL_SCHEME:
             return True
-        if any(part in (".", "..") for part in name.split("/")) or "\x00" in name:
+        if any(part in (".", "..") for part in name.split("/")) or _UNSAFE.search(name):
             return False
         return any(self._matches(pattern, scheme, name, tenant) for pattern in self.patterns)
 
