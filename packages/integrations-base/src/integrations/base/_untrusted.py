@@ -66,8 +66,9 @@ class SecretReferencePolicy:
     In a pattern, ``*`` matches any run of characters but ``/`` and ``?`` one such character;
     ``{tenant}`` stands for the session's tenant (a pattern naming it matches nothing when
     the session has no tenant, or one that is not a plain id). A reference whose name has
-    a ``.`` or ``..`` path segment, a ``%``, a backslash or a control character never matches. ``literal:`` values are not references and
-    are always allowed. No pattern, the default, allows no reference at all.
+    a ``.`` or ``..`` path segment, a ``%``, a backslash or a control character never
+    matches. ``literal:`` values are not references and are always allowed. No pattern, the
+    default, allows no reference at all.
     """
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
