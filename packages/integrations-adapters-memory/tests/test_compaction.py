@@ -339,7 +339,10 @@ def test_compacting_one_tenant_leaves_the_others_alone(store: Store) -> None:
 
 
 def test_a_push_compacts_once_the_interval_has_passed(store: Store) -> None:
-    schedule = {"tombstone_retention_seconds": 60, "compaction_interval_seconds": 3600}
+    schedule: dict[str, Any] = {
+        "tombstone_retention_seconds": 60,
+        "compaction_interval_seconds": 3600,
+    }
     with store.open(**schedule) as session:
         # The first push compacts at once (no tombstone yet); the interval starts there.
         push(session, memory("a", "first"), memory("b", "second"), memory("c", "third"))

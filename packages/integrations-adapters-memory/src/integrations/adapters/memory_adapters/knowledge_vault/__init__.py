@@ -33,6 +33,12 @@ legacy ``memory_adapters.knowledge_vault`` client) are returned only when
 `KnowledgeVaultConfig.include_legacy_documents` is set. Errors go through the HTTP mapping of
 `integrations.base.http`; opening a connection checks ``GET /health`` and raises
 `ConnectionFailed` when the API cannot be reached.
+
+The API's host and port are the config's one destination (`KnowledgeVaultConfig.destinations`):
+for a config from a tenant (`UntrustedConfig`), the session checks it against the egress
+policy before the connector is called, and every request then goes through the egress
+transport of `integrations.base.http`, which connects to the addresses checked (TLS still
+verifies the URL's host name). Configs the platform writes connect as they always did.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from integrations.base import (
     Connection,
     ConnectorConfig,
     ConnectorError,
+    Destination,
     FetchQuery,
     FetchResult,
     InvalidRequest,
@@ -128,6 +135,10 @@ class KnowledgeVaultConfig(ConnectorConfig):
         if url.username is not None or url.query or url.fragment:
             raise ValueError("must hold no credentials, query or fragment (use api_key)")
         return value
+
+    def destinations(self) -> tuple[Destination, ...]:
+        """The API's host and port: what a session checks before an untrusted config connects."""
+        return (Destination.from_url(self.url),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +211,9 @@ class KnowledgeVaultConnector(BaseConnector[KnowledgeVaultConfig]):
                 f"{type(self).__name__} needs a KnowledgeVaultConfig, got {type(config).__name__}"
             )
         key = None if config.api_key is None else config.api_key.reveal()
-        api = KnowledgeVaultApi(config.url, timeout=config.timeout_seconds, api_key=key)
+        api = KnowledgeVaultApi(
+            config.url, timeout=config.timeout_seconds, api_key=key, egress=config.egress
+        )
         try:
             api.check_health()
         except BaseException:

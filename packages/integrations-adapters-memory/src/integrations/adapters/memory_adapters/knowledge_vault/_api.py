@@ -23,13 +23,15 @@ except ImportError as missing:  # pragma: no cover - the extra is installed in d
     ) from missing
 
 from integrations.base import (
+    UNRESTRICTED,
     ConnectionFailed,
     ConnectorError,
+    EgressGuard,
     IntegrationsError,
     JsonObject,
     TransientError,
 )
-from integrations.base.http import map_http_errors, raise_for_status
+from integrations.base.http import egress_transport, map_http_errors, raise_for_status
 
 __all__ = ["KnowledgeVaultApi", "VaultHit", "hits_of"]
 
@@ -46,14 +48,31 @@ class VaultHit:
 
 
 class KnowledgeVaultApi:
-    """An httpx client on one Knowledge Vault: keep-alive connections, timeouts, a bearer key."""
+    """An httpx client on one Knowledge Vault: keep-alive connections, timeouts, a bearer key.
 
-    def __init__(self, url: str, *, timeout: float, api_key: str | None) -> None:
+    Every request goes through the transport of `egress` (`egress_transport`): for a config
+    from a tenant it checks each request's destination and connects to the addresses the
+    session checked; for a config the platform wrote (`UNRESTRICTED`) the client keeps
+    httpx's own transport, as before.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        api_key: str | None,
+        egress: EgressGuard = UNRESTRICTED,
+    ) -> None:
         headers = {"Accept": "application/json"}
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
-            base_url=url, timeout=httpx.Timeout(timeout), headers=headers, follow_redirects=False
+            base_url=url,
+            timeout=httpx.Timeout(timeout),
+            headers=headers,
+            follow_redirects=False,
+            transport=egress_transport(egress),
         )
 
     def close(self) -> None:

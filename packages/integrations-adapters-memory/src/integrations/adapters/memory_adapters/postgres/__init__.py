@@ -8,6 +8,14 @@ to the server, and row-level security policies hide other tenants' rows from it:
 in depth behind the tenant condition every statement carries, which holds only when the DSN's
 role is not a superuser and has no ``BYPASSRLS`` (`Connection.info` reports which applies).
 
+The DSN's hosts and ports are the config's destinations (`PostgresMemoryConfig.destinations`).
+For a config from a tenant (`UntrustedConfig`) the session checks them against the egress
+policy before the connector is called (a socket directory, or a DSN without a host, never
+passes); the store then refuses DSN keywords that name the platform's files, pins what libpq
+would otherwise take from the platform's environment (``PGPASSWORD``, ``~/.pgpass``, client
+certificates, Kerberos tickets) and connects through the checked addresses (``hostaddr``;
+``host`` stays for TLS verification). See `_egress`. DSNs the platform writes connect as before.
+
 Needs the ``postgres`` extra (psycopg 3 and psycopg_pool).
 """
 
@@ -17,8 +25,7 @@ import importlib
 from typing import ClassVar, Self
 
 try:
-    import psycopg
-
+    importlib.import_module("psycopg")
     importlib.import_module("psycopg_pool")
 except ImportError as missing:  # pragma: no cover - the extra is installed in development
     raise ImportError(
@@ -29,9 +36,10 @@ from pydantic import Field, model_validator
 
 from integrations.adapters.memory_adapters._backend import MemoryBackend
 from integrations.adapters.memory_adapters._connector import MemoryStoreConfig, MemoryStoreConnector
-from integrations.base import ConfigError, ConnectorConfig, Secret
+from integrations.base import ConnectorConfig, Destination, Secret
 
 from ._backend import PostgresSettings, open_postgres
+from ._egress import parse_dsn, postgres_destinations, untrusted_dsn
 
 __all__ = ["PostgresMemoryConfig", "PostgresMemoryConnector"]
 
@@ -68,6 +76,15 @@ class PostgresMemoryConfig(MemoryStoreConfig):
             raise ValueError("min_connections must not exceed max_connections")
         return self
 
+    def destinations(self) -> tuple[Destination, ...]:
+        """Each host of the DSN with its port (5432 unless given), as libpq reads them.
+
+        A socket directory, an abstract socket and a missing host (libpq's default) are
+        local destinations. Raises `ConfigError`, without quoting the DSN, when it cannot be
+        read.
+        """
+        return postgres_destinations(parse_dsn(self.dsn.reveal()))
+
 
 class PostgresMemoryConnector(MemoryStoreConnector[PostgresMemoryConfig]):
     """Tenant-scoped memories in PostgreSQL tables (see the module's documentation)."""
@@ -76,16 +93,15 @@ class PostgresMemoryConnector(MemoryStoreConnector[PostgresMemoryConfig]):
     backend_name: ClassVar[str] = "postgres"
 
     def open_backend(self, config: PostgresMemoryConfig) -> MemoryBackend:
-        """Connect, migrate the schema and open the pool."""
+        """Connect, migrate the schema and open the pool.
+
+        For a config from a tenant, with the DSN `untrusted_dsn` makes of it: refused keywords
+        raise `ConfigError` before anything connects.
+        """
         dsn = config.dsn.reveal()
-        try:
-            psycopg.conninfo.conninfo_to_dict(dsn)
-        except psycopg.Error:
-            # The driver's message quotes the string, which may hold the password.
-            raise ConfigError(
-                "PostgresMemoryConfig.dsn is not a PostgreSQL connection string",
-                (("dsn", "not a libpq connection string or postgresql:// URI"),),
-            ) from None
+        parse_dsn(dsn)
+        if config.egress.restricted:
+            dsn = untrusted_dsn(dsn, config.egress)
         return open_postgres(
             PostgresSettings(
                 dsn=dsn,

@@ -15,6 +15,13 @@ most ``max_search_results`` matches, and so does a pagination through one.
 The ``url`` (``redis://[user:password@]host:port/db``, ``rediss://`` for TLS, or
 ``unix://``) is a `Secret`: it is masked wherever the config is shown, and neither
 `Connection.info` nor errors repeat it.
+
+Its host and port are the config's destination (`RedisMemoryConfig.destinations`). For a
+config from a tenant (`UntrustedConfig`) the session checks it against the egress policy
+before the connector is called (a ``unix://`` socket never passes); the store then refuses
+query options that name the platform's files or move the destination (`check_untrusted_url`)
+and connects every pooled connection to the addresses checked, verifying a ``rediss://``
+certificate against the configured host name. Configs the platform writes connect as before.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from typing import ClassVar, Final
 from pydantic import Field
 
 from integrations.adapters.memory_adapters._connector import MemoryStoreConfig, MemoryStoreConnector
-from integrations.base import ConnectorConfig, Secret
+from integrations.base import ConnectorConfig, Destination, Secret
 
 from ._backend import RedisBackend, RedisSettings, open_redis
+from ._egress import check_untrusted_url, redis_destination
 
 __all__ = ["DEFAULT_URL", "RedisMemoryConfig", "RedisMemoryConnector"]
 
@@ -61,6 +69,13 @@ class RedisMemoryConfig(MemoryStoreConfig):
     """Memories one filtered newest-first page examines at most (a page may then hold fewer
     memories than asked for, with a cursor to go on)."""
 
+    def destinations(self) -> tuple[Destination, ...]:
+        """The server's host and port (6379 unless the URL says), or its socket path.
+
+        Raises `ConfigError`, without quoting the URL, when the URL cannot be read.
+        """
+        return (redis_destination(self.url.reveal()),)
+
 
 class RedisMemoryConnector(MemoryStoreConnector[RedisMemoryConfig]):
     """Tenant-scoped memories in Redis (see the module's documentation)."""
@@ -69,7 +84,10 @@ class RedisMemoryConnector(MemoryStoreConnector[RedisMemoryConfig]):
     backend_name: ClassVar[str] = "redis"
 
     def open_backend(self, config: RedisMemoryConfig) -> RedisBackend:
-        """Open a connection pool, check the server and create the search index if needed."""
+        """Open a connection pool, check the server and create the search index if needed.
+
+        For a config from a tenant, the pool connects to the addresses the session checked.
+        """
         settings = RedisSettings(
             key_prefix=config.key_prefix,
             max_connections=config.max_connections,
@@ -78,4 +96,9 @@ class RedisMemoryConnector(MemoryStoreConnector[RedisMemoryConfig]):
             max_search_results=config.max_search_results,
             max_scan=config.max_scan,
         )
-        return open_redis(config.url.reveal(), settings)
+        url = config.url.reveal()
+        if not config.egress.restricted:
+            return open_redis(url, settings)
+        check_untrusted_url(url)
+        (destination,) = config.destinations()
+        return open_redis(url, settings, config.egress.addresses(destination))

@@ -72,6 +72,7 @@ from integrations.base import (
     format_utc,
 )
 
+from ._egress import pinned_connection_class
 from ._scripts import (
     CHANGES_SCRIPT,
     COMPACT_SCRIPT,
@@ -162,9 +163,16 @@ def _error_code(error: ResponseError) -> str:
 # -- opening --------------------------------------------------------------------------------
 
 
-def open_redis(url: str, settings: RedisSettings) -> RedisBackend:
-    """Connect to the server at `url`, find RediSearch and create the store's index in it."""
-    pool = _pool(url, settings)
+def open_redis(
+    url: str, settings: RedisSettings, addresses: Sequence[str] | None = None
+) -> RedisBackend:
+    """Connect to the server at `url`, find RediSearch and create the store's index in it.
+
+    With `addresses` (the ones the egress guard checked for the URL's host), every
+    connection of the pool goes to them instead of a lookup of the host name; TLS still
+    verifies the host name.
+    """
+    pool = _pool(url, settings, addresses)
     client = redis.Redis(connection_pool=pool)
     try:
         with redis_errors("the connection checks", connecting=True):
@@ -178,12 +186,20 @@ def open_redis(url: str, settings: RedisSettings) -> RedisBackend:
     return RedisBackend(client, pool, settings, str(server.get("redis_version", "")), search)
 
 
-def _pool(url: str, settings: RedisSettings) -> redis.ConnectionPool:
+def _pool(
+    url: str, settings: RedisSettings, addresses: Sequence[str] | None
+) -> redis.ConnectionPool:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             "the Redis url must start with redis://, rediss:// or unix://",
             (("url", "not a redis://, rediss:// or unix:// URL"),),
         )
+    pinned: dict[str, Any] = {}
+    if addresses is not None:
+        pinned = {
+            "connection_class": pinned_connection_class(url),
+            "pinned_addresses": tuple(addresses),
+        }
     try:
         return redis.ConnectionPool.from_url(
             url,
@@ -192,6 +208,7 @@ def _pool(url: str, settings: RedisSettings) -> redis.ConnectionPool:
             socket_connect_timeout=settings.connect_timeout,
             health_check_interval=30,
             decode_responses=True,
+            **pinned,
         )
     except ValueError:  # its message may quote the URL, password included
         raise ConfigError(

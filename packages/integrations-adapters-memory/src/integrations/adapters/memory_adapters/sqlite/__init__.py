@@ -9,6 +9,10 @@ by a newer release is refused and left untouched.
 
 Without a path the store lives in the user's data directory (`default_path`); ``":memory:"``
 gives each connection its own private database, gone when the session ends.
+
+A file is a place on the platform's own disk, so its path is the config's destination, a
+local one (`SqliteMemoryConfig.destinations`): a config from a tenant (`UntrustedConfig`) may
+only use ``":memory:"``; any file, the default one included, is refused before it is opened.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import platformdirs
 from pydantic import Field, field_validator
 
 from integrations.adapters.memory_adapters._connector import MemoryStoreConfig, MemoryStoreConnector
-from integrations.base import ConnectorConfig
+from integrations.base import ConnectorConfig, Destination
 
 from ._backend import SqliteBackend, open_sqlite
 
@@ -29,6 +33,9 @@ __all__ = ["IN_MEMORY", "SqliteMemoryConfig", "SqliteMemoryConnector", "default_
 
 IN_MEMORY: Final = ":memory:"
 """The path of a private in-memory database (one per connection)."""
+
+DEFAULT_FILE: Final = "/(the default file)"
+"""The destination of a config without a path (it does not show where the platform keeps it)."""
 
 
 def default_path() -> Path:
@@ -58,6 +65,15 @@ class SqliteMemoryConfig(MemoryStoreConfig):
         if value.startswith("file:"):
             raise ValueError("give a file path or ':memory:', not a SQLite URI")
         return value
+
+    def destinations(self) -> tuple[Destination, ...]:
+        """The file, as a local destination (never open to untrusted configs); none in memory."""
+        if self.path == IN_MEMORY:
+            return ()
+        if self.path is None:
+            return (Destination(DEFAULT_FILE, 0, 0),)
+        path = os.path.expanduser(self.path)
+        return (Destination(path if path.startswith("/") else f"/{path}", 0, 0),)
 
 
 class SqliteMemoryConnector(MemoryStoreConnector[SqliteMemoryConfig]):
