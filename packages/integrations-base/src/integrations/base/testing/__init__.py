@@ -13,8 +13,17 @@ a few lines and inherits every standard check (see "Certifying your connector"):
         connector_class = TicketsConnector
         registry_name = "acme.tickets"
 
+`LoopbackHTTPServer` is the test server HTTP connectors are tested against: a threaded server
+on a loopback address with latency and fault controls, to which a connector family's test
+server only adds its routes (see "Test servers for HTTP connectors")::
+
+    with LoopbackHTTPServer() as server:
+        server.route("GET", "/health", lambda request: HTTPReply(body={"status": "ok"}))
+        server.fail_next(status=503, retry_after=1)
+
 The kit needs pytest and pytest-timeout (the ``testing`` extra); they are imported only when a
-kit name is first used, so the shape check works without them.
+kit name is first used, so the shape check works without them. The test server needs only the
+standard library; it too is imported on first use.
 """
 
 from __future__ import annotations
@@ -26,6 +35,14 @@ from ._spec import BOOLEAN_FLAGS, KIT_VERSION
 
 if TYPE_CHECKING:
     from ._harness import GovernedSession
+    from ._http_server import (
+        HTTPDrop,
+        HTTPReply,
+        HTTPRequest,
+        InvalidBody,
+        LoopbackHTTPServer,
+        RouteHandler,
+    )
     from ._kit import ConnectorCertification, override_problems, standard_checks
     from ._runner import (
         CertificationReport,
@@ -42,7 +59,13 @@ __all__ = [
     "CheckResult",
     "ConnectorCertification",
     "GovernedSession",
+    "HTTPDrop",
+    "HTTPReply",
+    "HTTPRequest",
+    "InvalidBody",
+    "LoopbackHTTPServer",
     "NotConfigured",
+    "RouteHandler",
     "certification_class",
     "certify",
     "distribution_layout_problems",
@@ -53,6 +76,12 @@ __all__ = [
 
 _LAZY = {
     "GovernedSession": "._harness",
+    "HTTPDrop": "._http_server",
+    "HTTPReply": "._http_server",
+    "HTTPRequest": "._http_server",
+    "InvalidBody": "._http_server",
+    "LoopbackHTTPServer": "._http_server",
+    "RouteHandler": "._http_server",
     "ConnectorCertification": "._kit",
     "override_problems": "._kit",
     "standard_checks": "._kit",
@@ -70,7 +99,7 @@ _MISSING_EXTRA = (
 
 
 def __getattr__(name: str) -> Any:
-    """Import the kit on first use, so that the shape check needs no pytest."""
+    """Import the kit and the test server on first use, so that the shape check needs no pytest."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
