@@ -193,15 +193,16 @@ def test_a_local_socket_is_refused_even_by_the_broadest_rule() -> None:
     broad = EgressRule(hosts=("*",), networks=("0.0.0.0/0", "::/0"), ports=(6379, 5432))
     socket_path = Destination("/run/x.sock", 6379, 6379)
     assert socket_path.local
-    assert decide(EgressPolicy(rules=(broad,)), socket_path) == "a local socket"
-    assert decide(EgressPolicy(rules=(broad,), public=False), socket_path) == "a local socket"
+    local = "a local path (a socket or a file), not a network address"
+    assert decide(EgressPolicy(rules=(broad,)), socket_path) == local
+    assert decide(EgressPolicy(rules=(broad,), public=False), socket_path) == local
 
 
 def test_a_local_socket_is_refused_by_the_guard_without_a_lookup() -> None:
     resolver = ScriptedResolver({})
     broad = EgressRule(hosts=("*",), networks=("0.0.0.0/0", "::/0"))
     guard = EgressPolicy(rules=(broad,)).guard(connector="kv", tenant="acme", resolver=resolver)
-    with pytest.raises(EgressDenied, match="a local socket"):
+    with pytest.raises(EgressDenied, match="a local path"):
         guard.addresses(Destination("/run/x.sock", 6379, 6379))
     assert not resolver.calls
 

@@ -70,8 +70,8 @@ class Destination:
     """A place a connector will connect to: a host (name or address) and a port.
 
     `default_port` is the port its scheme uses without one (the only port an untrusted config
-    may use unless a rule allows more). A `host` starting with ``/`` is a local socket path:
-    never reachable from an untrusted config.
+    may use unless a rule allows more). A `host` starting with ``/`` is a local path (a socket
+    or a file): never reachable from an untrusted config.
     """
 
     host: str
@@ -90,12 +90,12 @@ class Destination:
 
     @property
     def local(self) -> bool:
-        """Whether this is a local (Unix) socket rather than a network address."""
+        """Whether this is a local path (a Unix socket, a file) rather than a network address."""
         return self.host.startswith("/")
 
     def __str__(self) -> str:
         if self.local:
-            return f"unix:{self.host}"
+            return f"local:{self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
@@ -241,7 +241,7 @@ class EgressPolicy:
     ) -> str | None:
         """Why `destination` (resolved to `addresses`) is refused, or None when it may be used."""
         if destination.local:
-            return "a local socket"
+            return "a local path (a socket or a file), not a network address"
         applicable = [rule for rule in self.rules if rule.applies(connector, tenant)]
         if any(rule.allows(destination, addresses, tenant) for rule in applicable):
             return None
