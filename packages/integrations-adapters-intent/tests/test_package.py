@@ -17,6 +17,8 @@ def test_distribution_has_the_shape_every_distribution_shares() -> None:
 
 
 def test_manifest_declares_the_three_intent_connectors() -> None:
-    entries = read_package_manifest(PACKAGE).entries
+    manifest = read_package_manifest(PACKAGE)
+    assert manifest.problems == ()
+    entries = [entry for _, entry in manifest.entries]
     assert [entry.name for entry in entries] == ["intent.local", "intent.engine", "intent.signals"]
     assert all(entry.certification for entry in entries)
