@@ -16,6 +16,15 @@ signal model, the score, stored intents and their queries, and the typed alignme
 """
 
 from ._alignment import intent_aligned, intent_aligned_async, verify_intent, verify_intent_async
+from ._collect_report import (
+    CollectedSignal,
+    CollectReport,
+    PushReport,
+    RejectedSignal,
+    SourceReport,
+    SourceStatus,
+)
+from ._collector import collect, collect_async
 from ._intent import (
     FILTER_KEYS,
     Intent,
@@ -37,10 +46,18 @@ __all__ = [
     "KNOWN_MOMENTUMS",
     "MOMENTUM_WEIGHTS",
     "Authenticity",
+    "CollectReport",
+    "CollectedSignal",
     "Intent",
     "IntentQuery",
+    "PushReport",
+    "RejectedSignal",
     "Signal",
+    "SourceReport",
+    "SourceStatus",
     "Verification",
+    "collect",
+    "collect_async",
     "decode_intent_cursor",
     "encode_intent_cursor",
     "explain",

@@ -1,0 +1,327 @@
+"""Signal sources for tests: a loopback HTTP source, the client that reads it, a file source.
+
+The collector is tested against real sources: `SignalSourceServer` serves a JSON list of
+signals on 127.0.0.1 (on the shared `LoopbackHTTPServer`, so latency, failures and dropped
+connections come from its controls), after a configurable delay, or garbage on demand.
+`HttpSignalSource` is the signal source that reads such a server over real sockets;
+`JsonFileSignalSource` reads a JSON file, which is what the ``intent.signals`` certification
+names in its config.
+
+Both sources are test helpers. `HttpSignalSource` refuses any address but the loopback one:
+it goes through no egress policy, and a config must never point it elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import ipaddress
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from integrations.adapters.intent_adapters._signal import Signal
+from integrations.adapters.intent_adapters.signals import InvalidSourceAnswer
+from integrations.base import (
+    AuthError,
+    ConnectionFailed,
+    ConnectorError,
+    InvalidRequest,
+    JsonObject,
+    NotFound,
+    RateLimited,
+    TransientError,
+    format_utc,
+)
+from integrations.base.testing import HTTPReply, HTTPRequest, LoopbackHTTPServer
+
+__all__ = [
+    "BlockingHttpSignalSource",
+    "HttpSignalSource",
+    "JsonFileSignalSource",
+    "SignalSourceServer",
+    "write_signal_file",
+]
+
+SIGNALS_PATH: Final = "/signals"
+MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+"""The largest answer `HttpSignalSource` reads."""
+GARBAGE: Final = "<html><body>upstream is having a bad day</body></html>"
+"""What a source answers when asked for garbage: a body that is not JSON at all."""
+
+
+class SignalSourceServer(LoopbackHTTPServer):
+    """``GET /signals`` on 127.0.0.1: the signals it holds, as a JSON list, after `delay`.
+
+    Everything `LoopbackHTTPServer` offers applies (``fail_next``, ``drop_next``,
+    ``delay_next``, ``latency``, the request log). `answer_garbage` makes the next answers
+    something that is not a list of signals. Use it with ``with``; `source()` is a signal
+    source reading it.
+    """
+
+    def __init__(
+        self,
+        signals: Iterable[Signal | Mapping[str, Any]] = (),
+        *,
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "signal-source",
+    ) -> None:
+        """A stopped server holding `signals`, answering each request after `delay` seconds."""
+        super().__init__(host=host, port=port, name=name)
+        self._state = threading.Lock()
+        self._signals: list[JsonObject] = [_json_of(signal) for signal in signals]
+        self._garbage: list[object] = []
+        self.delay = delay
+        self.route("GET", SIGNALS_PATH, self._answer_signals)
+
+    @property
+    def signals_url(self) -> str:
+        """The URL a source reads: ``http://127.0.0.1:<port>/signals``."""
+        return self.url + SIGNALS_PATH
+
+    @property
+    def delay(self) -> float:
+        """Seconds each answer waits before it is sent (stopping the server cuts it short)."""
+        return self._delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        if not seconds >= 0:  # also refuses NaN
+            raise ValueError(f"delay is a number of seconds, at least 0, not {seconds!r}")
+        self._delay = float(seconds)
+
+    @property
+    def signals(self) -> list[JsonObject]:
+        """The signals the server answers, as JSON, in order."""
+        with self._state:
+            return [dict(signal) for signal in self._signals]
+
+    def set_signals(self, signals: Iterable[Signal | Mapping[str, Any]]) -> None:
+        """Answer `signals` from now on (datetimes are sent in RFC 3339, UTC)."""
+        converted = [_json_of(signal) for signal in signals]
+        with self._state:
+            self._signals = converted
+
+    def answer_garbage(self, count: int = 1, *, body: object = GARBAGE) -> None:
+        """Answer the next `count` requests with `body` (default: HTML) instead of signals."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        with self._state:
+            self._garbage.extend([body] * count)
+
+    def source(self, timeout: float = 5.0) -> HttpSignalSource:
+        """An (async) signal source that reads this server."""
+        return HttpSignalSource(self.signals_url, timeout=timeout)
+
+    def blocking_source(self, timeout: float = 5.0) -> BlockingHttpSignalSource:
+        """A sync signal source that reads this server, blocking its thread meanwhile."""
+        return BlockingHttpSignalSource(self.signals_url, timeout=timeout)
+
+    def _answer_signals(self, request: HTTPRequest) -> HTTPReply:
+        with self._state:
+            garbage = self._garbage.pop(0) if self._garbage else None
+            body: object = list(self._signals) if garbage is None else garbage
+        return HTTPReply(body=body, delay=self._delay)
+
+
+class _LoopbackSource:
+    """Where an HTTP signal source reads: a loopback URL, and how long it waits."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        """Read `url` (``http://`` on a loopback address), waiting at most `timeout` seconds."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme != "http" or not (host == "localhost" or _is_loopback_address(host)):
+            raise ValueError(f"{type(self).__name__} reads http:// URLs on a loopback address only")
+        if not 0 < timeout <= 300:
+            raise ValueError(f"timeout is in seconds, more than 0 and at most 300, not {timeout}")
+        self.url = url
+        self.timeout = float(timeout)
+        self._host = host
+        self._port = parts.port or 80
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def _answer(self, status: int, retry_after: str | None, body: bytes) -> Any:
+        if status >= 300:
+            raise _status_error(self.url, status, retry_after)
+        return _parsed(self.url, body)
+
+
+class HttpSignalSource(_LoopbackSource):
+    """An async signal source that GETs a JSON list of signals from a loopback URL.
+
+    One HTTP/1.1 request per fetch on a connection of its own (``Connection: close``),
+    straight to the address: no proxy, no redirect, no thread. The answer is returned as
+    parsed, whatever it is (the connector judges it); a body that is not JSON raises
+    `InvalidSourceAnswer`. HTTP failures map into the library's errors: 429 `RateLimited`,
+    5xx and timeouts `TransientError` (sessions retry those), 401 and 403 `AuthError`, 404
+    `NotFound`, other statuses `InvalidRequest`, an unreachable server or a connection that
+    ends without an answer `ConnectionFailed`.
+    """
+
+    async def fetch_signals(self) -> Sequence[Mapping[str, Any]]:
+        """The server's answer, parsed from JSON (see the class)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                status, retry_after, body = await self._exchange()
+        except TimeoutError:
+            raise TransientError(f"{self.url} did not answer within {self.timeout} s") from None
+        except (OSError, ValueError, asyncio.IncompleteReadError) as error:
+            raise ConnectionFailed(f"cannot read {self.url}: {type(error).__name__}") from None
+        answer: Sequence[Mapping[str, Any]] = self._answer(status, retry_after, body)
+        return answer
+
+    async def _exchange(self) -> tuple[int, str | None, bytes]:
+        reader, writer = await asyncio.open_connection(self._host, self._port)
+        try:
+            request = (
+                f"GET {self._target} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
+                "Accept: application/json\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(request.encode("ascii"))
+            await writer.drain()
+            status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
+            length = headers.get("content-length")
+            if length is None:
+                body = await reader.read(MAX_BODY_BYTES)
+            elif int(length) > MAX_BODY_BYTES:
+                raise ValueError("the answer is too large")
+            else:
+                body = await reader.readexactly(int(length))
+            return status, headers.get("retry-after"), body
+        finally:
+            writer.close()
+
+
+class BlockingHttpSignalSource(_LoopbackSource):
+    """The same source, read synchronously (``http.client``), as a legacy adapter would.
+
+    It blocks its thread for as long as the server takes: what the collector must survive.
+    """
+
+    def fetch_signals(self) -> Sequence[Mapping[str, Any]]:
+        """The server's answer, parsed from JSON (see `HttpSignalSource` for the errors)."""
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        try:
+            connection.request("GET", self._target, headers={"Accept": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+        except TimeoutError:
+            raise TransientError(f"{self.url} did not answer within {self.timeout} s") from None
+        except (http.client.HTTPException, OSError) as error:
+            raise ConnectionFailed(f"cannot read {self.url}: {type(error).__name__}") from None
+        finally:
+            connection.close()
+        retry_after = response.getheader("Retry-After")
+        answer: Sequence[Mapping[str, Any]] = self._answer(response.status, retry_after, body)
+        return answer
+
+
+class JsonFileSignalSource:
+    """A signal source that reads a JSON list of signals from a file, at each fetch.
+
+    A missing file raises `NotFound`, a file that is not JSON `InvalidSourceAnswer`.
+    """
+
+    def __init__(self, path: str) -> None:
+        """Read the file at `path`."""
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def fetch_signals(self) -> Sequence[Mapping[str, Any]]:
+        """The file's JSON, as parsed."""
+        try:
+            body = self.path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no signal file at {self.path}") from None
+        except OSError as error:
+            raise ConnectorError(
+                f"cannot read the signal file {self.path}: {error.strerror}"
+            ) from None
+        answer: Sequence[Mapping[str, Any]] = _parsed(str(self.path), body)
+        return answer
+
+
+def write_signal_file(path: Path, signals: Iterable[Signal | Mapping[str, Any]]) -> None:
+    """Write `signals` to `path` as the JSON list `JsonFileSignalSource` reads (atomically)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps([_json_of(signal) for signal in signals]), encoding="utf-8")
+    temporary.replace(path)
+
+
+def _parsed(where: str, body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise InvalidSourceAnswer(f"the signals at {where} are not JSON") from None
+
+
+def _json_of(signal: Signal | Mapping[str, Any]) -> JsonObject:
+    """A signal as JSON, datetimes in RFC 3339 (UTC); `InvalidRequest` when it cannot be."""
+    if isinstance(signal, Signal):
+        return signal.to_json()
+    try:
+        converted = json.loads(json.dumps(dict(signal), default=_moment))
+    except (TypeError, ValueError) as error:
+        raise InvalidRequest(f"a test signal cannot be sent as JSON: {error}") from None
+    return dict(converted)
+
+
+def _moment(value: object) -> str:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return format_utc(value)
+    if isinstance(value, datetime):
+        return value.isoformat()  # naive: sent as is, for tests of what receivers refuse
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _head(raw: bytes) -> tuple[int, dict[str, str]]:
+    """The status and headers (names in lower case) of an answer's head; `ValueError` if bad."""
+    status_line, *lines = raw.decode("latin-1").split("\r\n")
+    version, status, *_ = status_line.split(" ", 2)
+    if not version.startswith("HTTP/") or not status.isdigit():
+        raise ValueError("not an HTTP answer")
+    headers = {}
+    for line in lines:
+        name, separator, value = line.partition(":")
+        if separator:
+            headers[name.strip().lower()] = value.strip()
+    return int(status), headers
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _status_error(url: str, status: int, retry_after: str | None) -> ConnectorError:
+    message = f"{url} answered HTTP {status}"
+    if status == 429:
+        return RateLimited(message, _seconds(retry_after))
+    if status >= 500:
+        return TransientError(message, _seconds(retry_after))
+    if status in (401, 403):
+        return AuthError(message)
+    if status == 404:
+        return NotFound(message)
+    return InvalidRequest(message)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return None if value is None else max(0.0, float(value))
+    except ValueError:
+        return None
