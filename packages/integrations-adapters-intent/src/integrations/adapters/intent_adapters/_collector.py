@@ -251,7 +251,7 @@ def _label_of(item: object, where: str) -> str:
     if isinstance(item, Session | AsyncSession):
         return type(item.connector).__name__
     if callable(getattr(item, "fetch_signals", None)):
-        return type(item).__qualname__
+        return type(item).__name__
     raise InvalidRequest(
         f"{where} is a {type(item).__name__}: expected an object with fetch_signals(), "
         "a SignalSourceConfig (or a mapping, or an UntrustedConfig), or an open session"
