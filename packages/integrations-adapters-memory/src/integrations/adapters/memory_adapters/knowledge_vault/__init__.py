@@ -18,14 +18,33 @@ owner. It has three endpoints, and this connector maps the contract onto them:
   memories.
 - ``sync`` is not offered: the API has no change feed.
 
+Two kinds of answer to ``/query`` are read: the list of documents the API documents, and the
+query result of Chroma that the deployed service (FastAPI over a Chroma collection) answers,
+parallel lists whose ``documents`` are null when the collection keeps no text. A document
+without text is still a memory: its record holds ``text`` null with its tags and metadata (in
+that shape the service writes the ingest's ``owner`` into the metadata; the key is removed
+from the memories this connector pushed when it names the session's actor, so it is the
+service's). The results keep the API's order; each record's ``score`` is the API's score, or
+a Chroma distance negated, so higher is better in both.
+
 Ingestion is not idempotent: the API assigns a new document id to every request, so the
 manifest declares push non-idempotent and sessions never retry it, and a payload with an
 idempotency key is refused (`NotSupported`) rather than retried into duplicates. Pushing a
 memory id again stores another version; fetch returns one memory per id, the latest version
-among the documents the query found. When a request fails after earlier memories of the
-payload were ingested, the result accepts those and rejects the failed and unsent ones with
-the reason, so nothing is lost silently; when none was ingested yet, the error is raised. A
-request that timed out may still have been stored by the API.
+among the documents the query found. Three outcomes are told apart per memory:
+
+- ingested: the API answered with the new document's id (`PushResult.accepted`);
+- refused or failed: the API said it did not store it (400, 429, 503 ...; a connection that
+  could not be opened). A refusal (400) rejects that memory only; any other failure stops
+  the push, rejecting the failed and unsent memories with the reason, or is raised when no
+  memory of the payload was ingested (or may have been) yet, so nothing is lost silently;
+- unknown: the request reached the API but the answer does not say whether the document was
+  stored (500, 502, 504, no answer before the timeout, the connection closed without an
+  answer). The deployed service answers 500 *after* storing. The memory is rejected with a
+  reason starting with `OUTCOME_UNKNOWN` (`outcome_unknown` tells), never retried, and the
+  push goes on with the next memory. The caller reconciles by fetching the memory's text:
+  the record carrying its id (the ``_memory_id`` key) with an `updated_at` not older than
+  the push shows it was stored; otherwise it may be pushed again.
 
 Documents are the actor's; memories are the tenant's as well. Results carrying another
 tenant are dropped, and documents carrying none (ingested by other programs, such as the
@@ -33,6 +52,11 @@ legacy ``memory_adapters.knowledge_vault`` client) are returned only when
 `KnowledgeVaultConfig.include_legacy_documents` is set. Errors go through the HTTP mapping of
 `integrations.base.http`; opening a connection checks ``GET /health`` and raises
 `ConnectionFailed` when the API cannot be reached.
+
+`KnowledgeVaultConfig.raw_answers` makes fetch return the ``/query`` answer itself, as one
+record (`RAW_ANSWER_ID`, data ``{"body": <the answer>}``), unfiltered: what the legacy client
+returned, kept on the governed path (policies, audit and retries of the session's fetch). It
+shows documents of every tenant the actor holds, so a config from a tenant cannot set it.
 
 The API's host and port are the config's one destination (`KnowledgeVaultConfig.destinations`):
 for a config from a tenant (`UntrustedConfig`), the session checks it against the egress
@@ -43,6 +67,7 @@ verifies the URL's host name). Configs the platform writes connect as they alway
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
@@ -51,7 +76,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, JsonValue, field_validator
 
 from integrations.adapters.memory_adapters._cursor import decode_cursor, encode_cursor
 from integrations.adapters.memory_adapters._memory import Memory, check_push
@@ -87,12 +112,25 @@ from integrations.base import (
     format_utc,
 )
 
-from ._api import KnowledgeVaultApi, VaultHit, hits_of
+from ._api import KnowledgeVaultApi, OutcomeUnknown, VaultHit, hits_of
 
-__all__ = ["DEFAULT_URL", "KnowledgeVaultConfig", "KnowledgeVaultConnector"]
+__all__ = [
+    "DEFAULT_URL",
+    "OUTCOME_UNKNOWN",
+    "RAW_ANSWER_ID",
+    "KnowledgeVaultConfig",
+    "KnowledgeVaultConnector",
+    "outcome_unknown",
+]
 
 DEFAULT_URL: Final = "http://localhost:8000"
 """Where a Knowledge Vault listens unless configured otherwise."""
+
+OUTCOME_UNKNOWN: Final = "outcome unknown:"
+"""How the reason of a push's rejection starts when the memory may have been stored."""
+
+RAW_ANSWER_ID: Final = "answer"
+"""The id of the one record a fetch returns under `KnowledgeVaultConfig.raw_answers`."""
 
 RESERVED_PREFIX: Final = "_memory_"
 """Metadata keys the connector keeps for itself; a pushed memory may not use them."""
@@ -101,7 +139,18 @@ _ID: Final = "_memory_id"
 _TAGS: Final = "_memory_tags"
 _TENANT: Final = "_memory_tenant"
 _CREATED: Final = "_memory_created_at"
+_OWNER: Final = "owner"
+"""The metadata key the deployed service writes the ingest's owner into (Chroma answers)."""
 _CURSOR_KIND: Final = "vault"
+
+
+def outcome_unknown(rejection: Rejection) -> bool:
+    """Whether a push rejected this memory because the API may have stored it (see the module).
+
+    Such a memory must not be pushed again blindly: fetch its text first, and push it again
+    only when no record with its id and an `updated_at` from this push comes back.
+    """
+    return rejection.reason.startswith(OUTCOME_UNKNOWN)
 
 
 class KnowledgeVaultConfig(ConnectorConfig):
@@ -121,6 +170,11 @@ class KnowledgeVaultConfig(ConnectorConfig):
 
     include_legacy_documents: bool = False
     """Also return the actor's documents that carry no tenant (ingested by other programs)."""
+
+    raw_answers: bool = False
+    """Fetch returns the ``/query`` answer unchanged, as one record (`RAW_ANSWER_ID`) whose
+    data is ``{"body": <the answer>}``: every document of the actor, whichever tenant pushed
+    it. For the legacy client; refused in a config from a tenant."""
 
     @field_validator("url")
     @classmethod
@@ -163,15 +217,18 @@ class _Found:
     """A document found by a query, read back as a memory."""
 
     id: str
-    text: str
+    text: str | None
     tags: tuple[str, ...]
     metadata: JsonObject
     created_at: datetime | None
+    score: float | None
 
     def to_record(self) -> Record:
         data: JsonObject = {"text": self.text, "tags": list(self.tags), "metadata": self.metadata}
         if self.created_at is not None:
             data["created_at"] = format_utc(self.created_at)
+        if self.score is not None:
+            data["score"] = self.score
         return Record(id=self.id, data=data, updated_at=self.created_at)
 
 
@@ -205,10 +262,19 @@ class KnowledgeVaultConnector(BaseConnector[KnowledgeVaultConfig]):
         return token
 
     def connect(self, config: KnowledgeVaultConfig) -> Connection:
-        """Open an HTTP client on the API and check ``/health``; a client already open is closed."""
+        """Open an HTTP client on the API and check ``/health``; a client already open is closed.
+
+        `KnowledgeVaultConfig.raw_answers` in a config from a tenant raises `ConfigError`
+        before any request: raw answers are not narrowed to the session's tenant.
+        """
         if not isinstance(config, KnowledgeVaultConfig):
             raise ConfigError(
                 f"{type(self).__name__} needs a KnowledgeVaultConfig, got {type(config).__name__}"
+            )
+        if config.raw_answers and config.egress.restricted:
+            raise ConfigError(
+                "raw_answers: a config from a tenant cannot set it (raw answers hold the "
+                "documents of every tenant the actor belongs to)"
             )
         key = None if config.api_key is None else config.api_key.reveal()
         api = KnowledgeVaultApi(
@@ -230,6 +296,8 @@ class KnowledgeVaultConnector(BaseConnector[KnowledgeVaultConfig]):
     def fetch(self, query: FetchQuery) -> FetchResult:
         """One page of the tenant's memories the API finds for the text (see the module)."""
         session = self._session("fetch")
+        if session.config.raw_answers:
+            return _raw_answer(session, query)
         parsed = parse_query(
             query,
             max_limit=session.config.max_page_size,
@@ -280,11 +348,13 @@ class KnowledgeVaultConnector(BaseConnector[KnowledgeVaultConfig]):
 
     # -- beyond the contract -----------------------------------------------------------------
 
-    def query_body(self, text: str) -> JsonObject:
+    def query_body(self, text: str) -> JsonValue:
         """The ``/query`` answer for `text` and the session's actor, as the API sent it.
 
         Nothing is mapped, filtered or paged: the results hold every document of the actor
-        that matches, whichever tenant (if any) pushed it. `fetch` reads the same answer.
+        that matches, whichever tenant (if any) pushed it. A direct call, outside the
+        session's policies, audit and retries; `KnowledgeVaultConfig.raw_answers` gives the
+        same answer through the session's fetch.
         """
         session = self._session("query_body")
         return session.api.query(text, session.actor)
@@ -303,28 +373,55 @@ class KnowledgeVaultConnector(BaseConnector[KnowledgeVaultConfig]):
     def _ingest_all(
         self, session: _Session, memories: Sequence[Memory]
     ) -> tuple[list[str], list[Rejection]]:
-        """Ingest `memories` in order: the ids ingested and the rejections.
+        """Ingest `memories` in order: the ids ingested and the rejections, in order.
 
-        The API refusing one memory (400) rejects that memory only. Any other failure stops
-        the push: raised when nothing was ingested yet (the caller may push again as a
-        whole), else the failed memory and those after it are rejected with the reason.
+        The API refusing one memory (400) rejects that memory only, and an unknown outcome
+        (`OutcomeUnknown`) rejects it with a reason saying so; the push goes on. Any other
+        failure stops the push: raised when no memory was ingested, or may have been, yet
+        (the caller may push again as a whole), else the failed memory and those after it
+        are rejected with the reason.
         """
         accepted: list[str] = []
-        refused: list[Rejection] = []
+        rejected: list[Rejection] = []
+        maybe_stored = False
         now = datetime.now(UTC)
         for index, memory in enumerate(memories):
             metadata = _document_metadata(memory, session.tenant, now)
             try:
                 session.api.ingest(memory.text, session.actor, metadata)
             except InvalidRequest as error:
-                refused.append(Rejection(id=memory.id, reason=f"refused by the API: {error}"))
+                rejected.append(Rejection(id=memory.id, reason=f"refused by the API: {error}"))
+            except OutcomeUnknown as error:
+                maybe_stored = True
+                rejected.append(Rejection(id=memory.id, reason=_unknown_reason(error, now)))
             except ConnectorError as error:
-                if not accepted:
+                if not accepted and not maybe_stored:
                     raise
-                return accepted, [*refused, *_not_ingested(memories[index:], error)]
+                return accepted, [*rejected, *_not_ingested(memories[index:], error)]
             else:
                 accepted.append(memory.id)
-        return accepted, refused
+        return accepted, rejected
+
+
+# -- raw answers ----------------------------------------------------------------------------
+
+
+def _raw_answer(session: _Session, query: FetchQuery) -> FetchResult:
+    """The ``/query`` answer for the query's text, unchanged, as one record."""
+    if query.text is None or not query.text.strip():
+        raise NotSupported(
+            "the Knowledge Vault API only searches text: give FetchQuery.text (it cannot list "
+            "documents without a query)"
+        )
+    if query.filters:
+        raise InvalidRequest(
+            "raw_answers: the answer is returned as the API sent it, so it cannot be filtered; "
+            "give no filters"
+        )
+    if query.cursor is not None:
+        raise InvalidRequest("raw_answers: the answer is a single page, with no cursor")
+    body = session.api.query(query.text, session.actor)
+    return FetchResult(records=(Record(id=RAW_ANSWER_ID, data={"body": body}),))
 
 
 # -- memories as documents, and back --------------------------------------------------------
@@ -350,19 +447,24 @@ def _readable(hits: Iterable[VaultHit], session: _Session) -> list[_Found]:
                 continue
         elif not legacy:
             continue
-        found.append(_found(hit))
+        found.append(_found(hit, session.actor))
     return found
 
 
-def _found(hit: VaultHit) -> _Found:
+def _found(hit: VaultHit, actor: str) -> _Found:
     metadata = hit.metadata
     record_id = metadata.get(_ID)
+    pushed = record_id if isinstance(record_id, str) and record_id else None
+    own = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_PREFIX)}
+    if pushed is not None and hit.owner_in_metadata and own.get(_OWNER) == actor:
+        del own[_OWNER]  # the service's key, not the memory's
     return _Found(
-        id=record_id if isinstance(record_id, str) and record_id else hit.doc_id,
+        id=pushed or hit.doc_id,
         text=hit.content,
         tags=_tags_of(metadata.get(_TAGS)),
-        metadata={k: v for k, v in metadata.items() if not k.startswith(RESERVED_PREFIX)},
+        metadata=own,
         created_at=_moment(metadata.get(_CREATED)),
+        score=hit.score,
     )
 
 
@@ -383,12 +485,16 @@ def _moment(value: Any) -> datetime | None:
 
 
 def _latest_versions(found: Iterable[_Found]) -> list[_Found]:
-    """One memory per id: its latest version, at the rank of the id's best-ranked version."""
+    """One memory per id: its latest version, at the rank (and with the score) of the id's
+    best-ranked version, so that the API's order holds."""
     chosen: dict[str, _Found] = {}
     for memory in found:
         current = chosen.get(memory.id)
-        if current is None or _newer(memory, current):
-            chosen[memory.id] = memory  # a dict keeps the key's first position
+        if current is None:
+            chosen[memory.id] = memory
+        elif _newer(memory, current):
+            # a dict keeps the key's first position; the score stays that position's
+            chosen[memory.id] = dataclasses.replace(memory, score=current.score)
     return list(chosen.values())
 
 
@@ -470,6 +576,14 @@ def _reserved_reason(key: str) -> str:
     return (
         f"metadata key {key!r} is reserved: keys starting with {RESERVED_PREFIX!r} hold the "
         "memory's id, tags and tenant in the Knowledge Vault"
+    )
+
+
+def _unknown_reason(error: OutcomeUnknown, stamp: datetime) -> str:
+    return (
+        f"{OUTCOME_UNKNOWN} {error}; the memory may have been stored (created_at "
+        f"{format_utc(stamp)}): before pushing it again, fetch its text and look for a record "
+        "with its id and that updated_at"
     )
 
 

@@ -5,10 +5,22 @@ Every request goes through `map_http_errors` and `raise_for_status` of `integrat
 `AuthError`, 400 `InvalidRequest` ...). What the HTTP mapping cannot know is checked here: an
 answer whose body is not the API's JSON is a `ConnectorError` naming the endpoint, never a
 ``ValueError`` or ``KeyError`` from deep inside the connector.
+
+Two answers of ``GET /query`` are read (`hits_of`), because two kinds of Knowledge Vault are in
+use: the API as documented answers ``results`` as a list of documents, and the deployed
+service (FastAPI in front of a Chroma collection) answers Chroma's query result, parallel lists
+with one inner list per query embedding, whose ``documents`` entries are null when the
+collection keeps no text.
+
+An ``/ingest`` whose answer does not say whether the document was stored raises
+`OutcomeUnknown`, not `TransientError`: the request reached the API, which may have stored it
+(the deployed service answers 500 after its store's write succeeded), so sending it again could
+store it twice.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +34,8 @@ except ImportError as missing:  # pragma: no cover - the extra is installed in d
         "pip install 'integrations-adapters-memory[knowledge-vault]'"
     ) from missing
 
+from pydantic import JsonValue
+
 from integrations.base import (
     UNRESTRICTED,
     ConnectionFailed,
@@ -31,20 +45,49 @@ from integrations.base import (
     JsonObject,
     TransientError,
 )
-from integrations.base.http import egress_transport, map_http_errors, raise_for_status
+from integrations.base.http import (
+    egress_transport,
+    error_from_response,
+    map_http_errors,
+    raise_for_status,
+)
 
-__all__ = ["KnowledgeVaultApi", "VaultHit", "hits_of"]
+__all__ = ["KnowledgeVaultApi", "OutcomeUnknown", "VaultHit", "hits_of"]
 
 _SERVICE: Final = "the Knowledge Vault"
+
+OUTCOME_UNKNOWN_STATUSES: Final = frozenset({500, 502, 504})
+"""Answers to ``/ingest`` that leave open whether the document was stored: the application
+(500) or what stands before it (502, 504) failed after the request arrived. Other failures
+(429, 503, 4xx) say the request was not handled."""
+
+_NO_ANSWER: Final = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+"""Failures after the request was sent: no answer came (in time, or at all)."""
+
+_CHROMA_COLUMNS: Final = ("documents", "metadatas", "distances")
+"""The lists of a Chroma query result that run parallel to ``ids`` (null when not included)."""
+
+
+class OutcomeUnknown(ConnectorError):
+    """``/ingest`` reached the API, but its answer does not say whether the document was stored.
+
+    Not a `TransientError`: no retry policy may send the request again, since the API gives
+    every ingested document a new id and a repeated request can store the memory twice.
+    """
 
 
 @dataclass(frozen=True, slots=True)
 class VaultHit:
-    """One result of ``GET /query``: a document the API found for the actor."""
+    """One result of ``GET /query``: a document the API found for the actor, in its order."""
 
     doc_id: str
-    content: str
+    content: str | None
+    """The document's text; None when the API answered without it (Chroma keeps none)."""
     metadata: JsonObject
+    score: float | None = None
+    """Higher is better: the API's ``score``, or a Chroma distance negated; None if absent."""
+    owner_in_metadata: bool = False
+    """The API wrote the document's owner into `metadata` (as the Chroma service does)."""
 
 
 class KnowledgeVaultApi:
@@ -87,56 +130,179 @@ class KnowledgeVaultApi:
         be opened, which is `ConnectionFailed`.
         """
         try:
-            body = self._get_json("/health")
+            body = self._get("/health")
         except TransientError as error:
             raise ConnectionFailed(f"{_SERVICE} cannot be reached: {error}") from error
-        if body.get("status") != "ok":
+        if not isinstance(body, dict) or body.get("status") != "ok":
             raise ConnectionFailed(f"{_SERVICE} answered /health without status 'ok'")
 
-    def query(self, text: str, actor: str) -> JsonObject:
-        """The body of ``GET /query`` for `text` and `actor`, checked to hold a results list."""
-        body = self._get_json("/query", params={"q": text, "actor_id": actor})
-        _results(body)
-        return body
+    def query(self, text: str, actor: str) -> JsonValue:
+        """The body of ``GET /query`` for `text` and `actor`, parsed, whatever JSON it holds.
+
+        `text` is sent as given. `hits_of` reads the results; the raw body is what legacy
+        callers were given.
+        """
+        return self._get("/query", params={"q": text, "actor_id": actor})
 
     def ingest(self, content: str, owner: str, metadata: JsonObject) -> str:
-        """``POST /ingest``: store a new document; return the id the API gave it."""
+        """``POST /ingest``: store a new document; return the id the API gave it.
+
+        `OutcomeUnknown` when the request was sent but the answer does not say whether the
+        document was stored (see `OUTCOME_UNKNOWN_STATUSES`); the errors of the HTTP mapping
+        when it says it was not.
+        """
         document = {"content": content, "owner": owner, "metadata": metadata}
         with _errors("/ingest"):
-            response = raise_for_status(self._client.post("/ingest", json=document))
-            body = _object(response.json())
-        doc_id = body.get("doc_id")
-        if body.get("status") != "ingested" or not isinstance(doc_id, str) or not doc_id:
-            raise ConnectorError(f"{_SERVICE} answered /ingest without an ingested doc_id")
+            try:
+                response = self._client.post("/ingest", json=document)
+            except _NO_ANSWER as error:
+                raise OutcomeUnknown(
+                    f"{_SERVICE} gave no answer to /ingest after receiving it "
+                    f"({type(error).__name__})"
+                ) from None
+            if response.status_code in OUTCOME_UNKNOWN_STATUSES:
+                raise OutcomeUnknown(f"{_SERVICE} answered {error_from_response(response)}")
+            raise_for_status(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        doc_id = body.get("doc_id") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or body.get("status") != "ingested":
+            doc_id = None
+        if not isinstance(doc_id, str) or not doc_id:
+            raise OutcomeUnknown(
+                f"{_SERVICE} answered /ingest with HTTP {response.status_code} but without "
+                "an ingested doc_id"
+            )
         return doc_id
 
-    def _get_json(self, path: str, params: dict[str, str] | None = None) -> JsonObject:
+    def _get(self, path: str, params: dict[str, str] | None = None) -> JsonValue:
         with _errors(path):
             response = raise_for_status(self._client.get(path, params=params))
-            return _object(response.json())
+            value: JsonValue = response.json()
+            return value
 
 
-def hits_of(body: JsonObject) -> tuple[VaultHit, ...]:
-    """The results of a ``/query`` body; `ConnectorError` when one is not a document."""
-    hits = []
-    for item in _results(body):
-        if not isinstance(item, dict):
-            raise ConnectorError(f"{_SERVICE} answered /query with a result that is not an object")
-        doc_id, content = item.get("doc_id"), item.get("content")
-        metadata = item.get("metadata", {})
-        if not isinstance(doc_id, str) or not isinstance(content, str):
-            raise ConnectorError(f"{_SERVICE} answered /query with a result without doc_id/content")
-        if not isinstance(metadata, dict):
-            raise ConnectorError(f"{_SERVICE} answered /query with metadata that is not an object")
-        hits.append(VaultHit(doc_id, content, metadata))
+# -- the results of /query -------------------------------------------------------------------
+
+
+def hits_of(body: JsonValue) -> tuple[VaultHit, ...]:
+    """The results of a ``/query`` body, in the API's order, whichever of the two shapes.
+
+    ``results`` is either a list of documents (``doc_id``, ``content``, ``metadata``,
+    ``score``) or Chroma's query result (``ids``, ``documents``, ``metadatas``, ``distances``:
+    parallel lists, one inner list per query embedding, read one after the other). A
+    document's text and metadata may be null. Anything else, and parallel lists of unequal
+    lengths, is a `ConnectorError`.
+    """
+    if not isinstance(body, dict):
+        raise ConnectorError(f"{_SERVICE} answered /query with a body that is not a JSON object")
+    results = body.get("results")
+    if isinstance(results, list):
+        return tuple(_document_hit(item) for item in results)
+    if isinstance(results, dict) and "ids" in results:
+        return _chroma_hits(results)
+    raise ConnectorError(
+        f"{_SERVICE} answered /query without results: expected a list of documents or "
+        "Chroma's ids/documents/metadatas/distances lists"
+    )
+
+
+def _document_hit(item: JsonValue) -> VaultHit:
+    if not isinstance(item, dict):
+        raise ConnectorError(f"{_SERVICE} answered /query with a result that is not an object")
+    doc_id = item.get("doc_id")
+    if not isinstance(doc_id, str) or not doc_id:
+        raise ConnectorError(f"{_SERVICE} answered /query with a result without a doc_id")
+    return VaultHit(
+        doc_id,
+        _text(item.get("content"), f"the content of {doc_id!r}"),
+        _metadata(item.get("metadata"), f"the metadata of {doc_id!r}"),
+        _number(item.get("score"), f"the score of {doc_id!r}"),
+    )
+
+
+def _chroma_hits(results: JsonObject) -> tuple[VaultHit, ...]:
+    ids = results["ids"]
+    if not isinstance(ids, list) or not all(isinstance(inner, list) for inner in ids):
+        raise ConnectorError(f"{_SERVICE} answered /query with ids that are not lists of ids")
+    columns = {name: _column(results.get(name), name, ids) for name in _CHROMA_COLUMNS}
+    hits: list[VaultHit] = []
+    for query, inner in enumerate(ids):
+        assert isinstance(inner, list)  # checked above
+        for index, doc_id in enumerate(inner):
+            if not isinstance(doc_id, str) or not doc_id:
+                raise ConnectorError(
+                    f"{_SERVICE} answered /query with ids[{query}][{index}] that is not an id"
+                )
+            where = f"[{query}][{index}]"
+            document, metadata, distance = (
+                _cell(columns[name], query, index) for name in _CHROMA_COLUMNS
+            )
+            score = _number(distance, f"distances{where}")
+            hits.append(
+                VaultHit(
+                    doc_id,
+                    _text(document, f"documents{where}"),
+                    _metadata(metadata, f"metadatas{where}"),
+                    None if score is None else -score,
+                    owner_in_metadata=True,
+                )
+            )
     return tuple(hits)
 
 
-def _results(body: JsonObject) -> list[Any]:
-    results = body.get("results")
-    if not isinstance(results, list):
-        raise ConnectorError(f"{_SERVICE} answered /query without a list of results")
-    return results
+def _cell(column: list[list[JsonValue]] | None, query: int, index: int) -> JsonValue:
+    return None if column is None else column[query][index]
+
+
+def _column(value: JsonValue, name: str, ids: list[Any]) -> list[list[JsonValue]] | None:
+    """A Chroma column as lists parallel to `ids`: null columns and null inner lists are
+    widened to nulls; other shapes, or lengths that differ from `ids`, are an error."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != len(ids):
+        size = f"{len(value)} lists" if isinstance(value, list) else "no list"
+        raise ConnectorError(
+            f"{_SERVICE} answered /query with {name} holding {size} for {len(ids)} lists of "
+            "ids: Chroma's lists must run parallel"
+        )
+    widened: list[list[JsonValue]] = []
+    for query, (inner, inner_ids) in enumerate(zip(value, ids, strict=True)):
+        if inner is None:
+            widened.append([None] * len(inner_ids))
+            continue
+        if not isinstance(inner, list) or len(inner) != len(inner_ids):
+            size = f"{len(inner)} entries" if isinstance(inner, list) else "no list"
+            raise ConnectorError(
+                f"{_SERVICE} answered /query with {name}[{query}] holding {size} for "
+                f"{len(inner_ids)} ids: Chroma's lists must run parallel"
+            )
+        widened.append(inner)
+    return widened
+
+
+def _text(value: JsonValue, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ConnectorError(f"{_SERVICE} answered /query with {what} that is not text")
+
+
+def _metadata(value: JsonValue, what: str) -> JsonObject:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise ConnectorError(f"{_SERVICE} answered /query with {what} that is not an object")
+
+
+def _number(value: JsonValue, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ConnectorError(f"{_SERVICE} answered /query with {what} that is not a number")
 
 
 @contextmanager
@@ -149,11 +315,5 @@ def _errors(endpoint: str) -> Iterator[None]:
         raise
     except ValueError:  # the body does not decode as JSON (httpx raises json's error)
         raise ConnectorError(
-            f"{_SERVICE} answered {endpoint} with a body that is not a JSON object"
+            f"{_SERVICE} answered {endpoint} with a body that is not JSON"
         ) from None
-
-
-def _object(body: Any) -> JsonObject:
-    if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
-    return body

@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
 
-from integrations.base import Capability, FetchQuery, Record
-from integrations.base.testing import ConnectorCertification
+from integrations.base import Capability, FetchQuery, PushPayload, Record
+from integrations.base.testing import ConnectorCertification, GovernedSession
 
 __all__ = [
     "KnowledgeVaultCertification",
@@ -131,6 +132,11 @@ class KnowledgeVaultCertification(MemoryStoreCertification):
 
     The API answers text queries, so the sample queries search the batch's word (with the
     tag and metadata filters on top). Its ``url`` comes from ``--config``.
+
+    A vault may answer an ingest without saying whether it stored the document (the deployed
+    service answers 500 after storing): the connector rejects such a memory as an unknown
+    outcome, and `write_records` reconciles it the way callers are told to, by fetching the
+    memory's text and looking for its id, before calling the write a failure.
     """
 
     registry_name = "memory.knowledge_vault"
@@ -171,3 +177,31 @@ class KnowledgeVaultCertification(MemoryStoreCertification):
     def probe_query(self) -> FetchQuery:
         """The API answers text queries only."""
         return FetchQuery(text="certification", limit=1)
+
+    def write_records(self, session: GovernedSession, records: Sequence[Record]) -> None:
+        """Push `records`; a memory whose outcome is unknown counts as written once a fetch
+        of its word returns it with an `updated_at` from this push, and only then."""
+        # Imported here: the connector's module needs httpx, which this module must not.
+        from integrations.adapters.memory_adapters.knowledge_vault import outcome_unknown
+
+        pushed_at = datetime.now(UTC)
+        result = session.push(PushPayload(records=tuple(records)))
+        by_id = {record.id: record for record in records}
+        problems = []
+        for rejection in result.rejected:
+            if not outcome_unknown(rejection):
+                problems.append(f"{rejection.id}: {rejection.reason}")
+                continue
+            query = FetchQuery(text=self.search_text(by_id[rejection.id]))
+            found = self.fetch_all(session, query, limit=10)
+            if not any(
+                record.id == rejection.id
+                and record.updated_at is not None
+                and record.updated_at >= pushed_at
+                for record in found
+            ):
+                problems.append(f"{rejection.id}: {rejection.reason}, and a fetch did not find it")
+        if problems:
+            pytest.fail(
+                "push did not store sample records (" + "; ".join(problems) + ")", pytrace=False
+            )

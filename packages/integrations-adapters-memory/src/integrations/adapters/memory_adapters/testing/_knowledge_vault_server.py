@@ -1,6 +1,8 @@
 """A Knowledge Vault HTTP API on 127.0.0.1, served from memory, for tests and local work.
 
-The server speaks the API the Knowledge Vault connector calls:
+The server speaks the API the Knowledge Vault connector calls, in one of two modes.
+
+``mode="documents"`` (the default) answers as the API is documented:
 
 - ``GET /health`` answers ``{"status": "ok"}``;
 - ``GET /query?q=<text>&actor_id=<actor>`` answers ``{"query": <text>, "results": [...]}``:
@@ -12,39 +14,58 @@ The server speaks the API the Knowledge Vault connector calls:
   document and answers ``{"doc_id": str, "status": "ingested"}``. Ingesting the same body
   twice stores two documents: the server assigns the ids.
 
-A missing or empty ``q`` or ``actor_id`` and a body that is not the expected JSON object
-answer 400. With an `api_key`, every request needs ``Authorization: Bearer <api_key>`` (401
-otherwise). Tests control the server directly: `fail_next` answers the next requests with an
-error status, `delay_next` holds them back (to provoke client timeouts), `requests` counts
-the requests each endpoint received, and `documents` lists what is stored.
+``mode="deployed"`` answers as the deployed service does (FastAPI over a Chroma collection
+that keeps metadata and embeddings, not the text). The same documents match, in the same
+order, but:
 
-It runs in a daemon thread on an ephemeral port, one thread per connection. Leaving the
-``with`` block stops it: delays are cut short, open client connections are shut down, every
-connection thread is joined and the listening socket is closed.
+- ``/query`` answers ``{"query": <text>, "results": <Chroma's query result>}``: ``ids``,
+  ``documents``, ``metadatas`` and ``distances`` are parallel lists holding one inner list
+  (the query's one embedding); every ``documents`` entry is null; a metadata is the ingested
+  metadata with the ingest's ``owner`` written into it; distances grow from the best match;
+  ``embeddings``, ``uris`` and ``data`` are null and ``included`` names the lists sent;
+- ``/ingest`` stores the document and then answers 500 with the plain-text body
+  ``Internal Server Error``: the client cannot tell from the answer that the write happened.
+
+In both modes a missing or empty ``q`` or ``actor_id`` and a body that is not the expected JSON
+object answer 400. With an `api_key`, every request needs ``Authorization: Bearer <api_key>``
+(401 otherwise). Tests control the server directly: `fail_next` answers the next requests
+with an error status, `delay_next` holds them back (to provoke client timeouts), `requests`
+counts the requests each endpoint received, and `documents` lists what is stored (with the
+content as ingested, in both modes). `http` is the underlying
+`integrations.base.testing.LoopbackHTTPServer`, for its other controls (`drop_next`,
+`latency`, the recorded requests).
+
+It runs on that shared machinery: a thread per connection on an ephemeral port, and leaving
+the ``with`` block cuts delays short, shuts down open client connections, joins every thread
+and closes the listening socket.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
-import socket
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Final, Literal, get_args
 
-__all__ = ["KnowledgeVaultServer", "VaultDocument"]
+from integrations.base.testing import HTTPReply, HTTPRequest, LoopbackHTTPServer
+
+__all__ = ["KnowledgeVaultServer", "VaultDocument", "VaultMode"]
 
 ENDPOINTS: Final = {"/health": "GET", "/query": "GET", "/ingest": "POST"}
 """The paths the API serves and the method of each."""
 
+VaultMode = Literal["documents", "deployed"]
+"""How the server answers: as the API is documented, or as the deployed service does."""
+
+MODES: Final[tuple[VaultMode, ...]] = get_args(VaultMode)
+"""Every mode, for tests that run against each."""
+
 _WORD: Final = re.compile(r"\w+")
+_CHROMA_INCLUDED: Final = ["metadatas", "documents", "distances"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +79,9 @@ class VaultDocument:
 
 
 @dataclass(frozen=True, slots=True)
-class _Fault:
-    """What the server does to one coming request: wait, then answer `status` (or normally)."""
-
-    endpoint: str | None
-    status: int | None = None
-    delay: float = 0.0
-    retry_after: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    body: Mapping[str, Any]
-    headers: Mapping[str, str] = field(default_factory=dict)
+class _Match:
+    document: VaultDocument
+    score: int
 
 
 class KnowledgeVaultServer:
@@ -80,43 +90,33 @@ class KnowledgeVaultServer:
     Use it with ``with``; `url` is the base URL to give the connector.
     """
 
-    def __init__(self, *, api_key: str | None = None) -> None:
+    def __init__(self, *, api_key: str | None = None, mode: VaultMode = "documents") -> None:
         """A stopped server with no documents; with `api_key`, requests must present it."""
-        self._api_key = api_key
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+        self.mode: Final = mode
         self._lock = threading.Lock()
         self._documents: list[VaultDocument] = []
-        self._faults: list[_Fault] = []
-        self._counts: Counter[str] = Counter()
-        self._stopping = threading.Event()
-        self._http = _HttpServer(self)
-        self._thread = threading.Thread(
-            target=self._http.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="knowledge-vault-server",
-            daemon=True,
-        )
+        self.http: Final = LoopbackHTTPServer(bearer_token=api_key, name="knowledge-vault-server")
+        self.http.route("GET", "/health", lambda _: HTTPReply(body={"status": "ok"}))
+        self.http.route("GET", "/query", self._query)
+        self.http.route("POST", "/ingest", self._ingest)
 
     @property
     def url(self) -> str:
         """The base URL, ``http://127.0.0.1:<port>``."""
-        host, port = self._http.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.http.url
 
     # -- lifetime ------------------------------------------------------------------------
 
     def start(self) -> KnowledgeVaultServer:
         """Serve in a background thread."""
-        self._thread.start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release every thread and socket the server holds."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._http.shutdown()
-            self._thread.join(timeout=5)
-        self._http.disconnect_clients()
-        self._http.server_close()  # joins the connection threads
+        self.http.stop()
 
     def __enter__(self) -> KnowledgeVaultServer:
         return self.start()
@@ -138,18 +138,13 @@ class KnowledgeVaultServer:
             self._documents.append(document)
         return document.doc_id
 
-    def search(self, text: str, actor_id: str) -> list[dict[str, Any]]:
-        """The results ``GET /query`` answers for `text` and `actor_id`, best first."""
-        words = [word.lower() for word in _WORD.findall(text)]
-        with self._lock:
-            owned = [(n, d) for n, d in enumerate(self._documents) if d.owner == actor_id]
-        scored = []
-        for number, document in owned:
-            counts = Counter(word.lower() for word in _WORD.findall(document.content))
-            if words and all(counts[word] for word in words):
-                scored.append((sum(counts[word] for word in set(words)), number, document))
-        scored.sort(key=lambda item: (-item[0], -item[1]))
-        return [_result(document, score) for score, _, document in scored]
+    def search(self, text: str, actor_id: str) -> list[dict[str, Any]] | dict[str, Any]:
+        """The ``results`` ``GET /query`` answers for `text` and `actor_id`: in ``documents``
+        mode a list of documents, best first; in ``deployed`` mode Chroma's query result."""
+        matches = self._matches(text, actor_id)
+        if self.mode == "deployed":
+            return _chroma_result(matches)
+        return [_document_result(match) for match in matches]
 
     # -- test controls -------------------------------------------------------------------
 
@@ -166,81 +161,58 @@ class KnowledgeVaultServer:
         `retry_after` is sent as the ``Retry-After`` header. Nothing is stored or searched
         for a failed request.
         """
-        fault = _Fault(_known(endpoint), status=status, retry_after=retry_after)
-        with self._lock:
-            self._faults.extend([fault] * count)
+        self.http.fail_next(count, status=status, retry_after=retry_after, path=_known(endpoint))
 
     def delay_next(self, count: int = 1, *, seconds: float, endpoint: str | None = None) -> None:
         """Hold the next `count` requests (to `endpoint`, else to any) for `seconds`, then
         answer them normally; stopping the server cuts the wait short."""
-        fault = _Fault(_known(endpoint), delay=seconds)
-        with self._lock:
-            self._faults.extend([fault] * count)
+        self.http.delay_next(seconds, count, path=_known(endpoint))
 
     def requests(self, endpoint: str) -> int:
         """How many requests `endpoint` (``/query``, say) received, failed ones included."""
-        with self._lock:
-            return self._counts[endpoint]
+        return self.http.count(endpoint)
 
     def documents(self) -> list[VaultDocument]:
         """Every stored document, oldest first."""
         with self._lock:
             return list(self._documents)
 
-    # -- serving -------------------------------------------------------------------------
+    # -- serving (called by the connection threads) ----------------------------------------
 
-    def _answer(self, method: str, target: str, authorization: str | None, body: bytes) -> _Answer:
-        """The answer to one request (called by the connection threads)."""
-        parts = urlsplit(target)
+    def _matches(self, text: str, actor_id: str) -> list[_Match]:
+        """The actor's documents holding every word of `text`: best score, then newest, first."""
+        words = [word.lower() for word in _WORD.findall(text)]
         with self._lock:
-            self._counts[parts.path] += 1
-            fault = self._take_fault(parts.path)
-        if fault is not None:
-            self._stopping.wait(fault.delay)
-            if fault.status is not None:
-                extra = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
-                return _Answer(fault.status, {"error": "failure requested by the test"}, extra)
-        if parts.path not in ENDPOINTS:
-            return _Answer(404, {"error": f"no endpoint {parts.path}"})
-        if method != ENDPOINTS[parts.path]:
-            return _Answer(405, {"error": f"{parts.path} answers {ENDPOINTS[parts.path]}"})
-        if self._api_key is not None and authorization != f"Bearer {self._api_key}":
-            return _Answer(401, {"error": "a valid bearer token is required"})
-        if parts.path == "/health":
-            return _Answer(200, {"status": "ok"})
-        if parts.path == "/query":
-            return self._query(parse_qs(parts.query))
-        return self._ingest(body)
+            owned = [(n, d) for n, d in enumerate(self._documents) if d.owner == actor_id]
+        scored = []
+        for number, document in owned:
+            counts = Counter(word.lower() for word in _WORD.findall(document.content))
+            if words and all(counts[word] for word in words):
+                scored.append((sum(counts[word] for word in set(words)), number, document))
+        scored.sort(key=lambda item: (-item[0], -item[1]))
+        return [_Match(document, score) for score, _, document in scored]
 
-    def _take_fault(self, path: str) -> _Fault | None:
-        for index, fault in enumerate(self._faults):
-            if fault.endpoint in (None, path):
-                return self._faults.pop(index)
-        return None
-
-    def _query(self, params: Mapping[str, list[str]]) -> _Answer:
-        text = params.get("q", [""])[0]
-        actor = params.get("actor_id", [""])[0]
+    def _query(self, request: HTTPRequest) -> HTTPReply:
+        text = request.query.get("q", [""])[0]
+        actor = request.query.get("actor_id", [""])[0]
         if not text.strip() or not actor:
-            return _Answer(400, {"error": "q and actor_id are required"})
-        return _Answer(200, {"query": text, "results": self.search(text, actor)})
+            return HTTPReply(400, {"error": "q and actor_id are required"})
+        return HTTPReply(body={"query": text, "results": self.search(text, actor)})
 
-    def _ingest(self, body: bytes) -> _Answer:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return _Answer(400, {"error": "the body is not JSON"})
-        if not isinstance(document, dict):
-            return _Answer(400, {"error": "the body must be a JSON object"})
+    def _ingest(self, request: HTTPRequest) -> HTTPReply:
+        document = request.json_object()  # anything else answers 400, saying why
         content, owner = document.get("content"), document.get("owner")
         metadata = document.get("metadata", {})
         if not isinstance(content, str) or not content.strip():
-            return _Answer(400, {"error": "content must be a non-empty string"})
+            return HTTPReply(400, {"error": "content must be a non-empty string"})
         if not isinstance(owner, str) or not owner:
-            return _Answer(400, {"error": "owner must be a non-empty string"})
+            return HTTPReply(400, {"error": "owner must be a non-empty string"})
         if not isinstance(metadata, dict):
-            return _Answer(400, {"error": "metadata must be an object"})
-        return _Answer(200, {"doc_id": self.ingest(content, owner, metadata), "status": "ingested"})
+            return HTTPReply(400, {"error": "metadata must be an object"})
+        doc_id = self.ingest(content, owner, metadata)
+        if self.mode == "deployed":  # stored; a later step of the service's handler fails
+            return HTTPReply(500, "Internal Server Error")
+        return HTTPReply(body={"doc_id": doc_id, "status": "ingested"})
 
 
 def _known(endpoint: str | None) -> str | None:
@@ -249,76 +221,33 @@ def _known(endpoint: str | None) -> str | None:
     return endpoint
 
 
-def _result(document: VaultDocument, score: int) -> dict[str, Any]:
+def _document_result(match: _Match) -> dict[str, Any]:
+    document = match.document
     return {
         "doc_id": document.doc_id,
         "content": document.content,
         "metadata": document.metadata,
         "owner": document.owner,
-        "score": score,
+        "score": match.score,
     }
 
 
-class _HttpServer(ThreadingHTTPServer):
-    """One thread per connection; remembers open connections so that stopping can end them."""
-
-    daemon_threads = False  # server_close() joins the connection threads
-    block_on_close = True
-
-    def __init__(self, vault: KnowledgeVaultServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.vault = vault
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def opened(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(connection)
-
-    def closed(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(connection)
-
-    def disconnect_clients(self) -> None:
-        """End the connections clients keep open, so that their threads finish."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # the client closed it meanwhile
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (a timeout) leaves a broken pipe behind: no traceback."""
+def _chroma_result(matches: list[_Match]) -> dict[str, Any]:
+    """Chroma's query result for one query embedding: parallel lists, no text kept."""
+    return {
+        "ids": [[match.document.doc_id for match in matches]],
+        "embeddings": None,
+        "documents": [[None for _ in matches]],
+        "uris": None,
+        "included": list(_CHROMA_INCLUDED),
+        "data": None,
+        "metadatas": [
+            [{**match.document.metadata, "owner": match.document.owner} for match in matches]
+        ],
+        "distances": [[_distance(match.score) for match in matches]],
+    }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a production server offers
-    disable_nagle_algorithm = True  # headers and body leave in two writes: no delayed ACK wait
-    server: _HttpServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.opened(self.connection)
-
-    def finish(self) -> None:
-        self.server.closed(self.connection)
-        super().finish()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        authorization = self.headers.get("Authorization")
-        answer = self.server.vault._answer(self.command, self.path, authorization, body)
-        content = json.dumps(answer.body).encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(content)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(content)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output clean."""
+def _distance(score: int) -> float:
+    """A distance that grows as the score falls (the best match is the nearest)."""
+    return round(1.0 / (1 + score), 6)
