@@ -48,6 +48,7 @@ __all__ = [
     "encode_intent_cursor",
     "page_of",
     "parse_intent_query",
+    "verdict",
     "verification_from",
     "verification_query",
 ]
@@ -200,13 +201,20 @@ def verification_from(
     """The verification of `query.verify` from the topic's intents (its best score decides)."""
     topic = query.verify or ""
     scores = [i.score(now) for i in intents if i.signal.topic.casefold() == topic.casefold()]
-    if not scores:
+    return verdict(topic, max(scores) if scores else None, query.threshold)
+
+
+def verdict(topic: str, best: float | None, threshold: float) -> Verification:
+    """The verification of `topic` whose best score is `best` (None: the topic has no intent).
+
+    What `verification_from` decides, for stores that find a topic's best score themselves.
+    """
+    if best is None:
         return Verification(topic=topic, allowed=False, reason="no intent for this topic")
-    best = max(scores)
-    if best >= query.threshold:
-        reason = f"intent score {best} reaches the threshold {query.threshold}"
+    if best >= threshold:
+        reason = f"intent score {best} reaches the threshold {threshold}"
         return Verification(topic=topic, allowed=True, reason=reason, intent_score=best)
-    reason = f"intent score {best} is below the threshold {query.threshold}"
+    reason = f"intent score {best} is below the threshold {threshold}"
     return Verification(topic=topic, allowed=False, reason=reason, intent_score=best)
 
 

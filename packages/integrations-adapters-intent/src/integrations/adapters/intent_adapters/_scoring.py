@@ -21,11 +21,14 @@ from ._signal import Signal
 __all__ = [
     "DEFAULT_THRESHOLD",
     "MOMENTUM_WEIGHTS",
+    "decayed_score",
     "explain",
     "rank_key",
+    "rank_key_of",
     "score",
     "score_data",
     "strength",
+    "strength_of",
 ]
 
 MOMENTUM_WEIGHTS: Final[Mapping[str, float]] = {"surging": 1.3, "rising": 1.1, "steady": 0.9}
@@ -38,14 +41,30 @@ STREAK_DAYS: Final = 14
 STREAK_CAP: Final = 0.3
 DECAY_HOURS: Final = 24.0
 _UNSCORABLE: Final = -math.inf
+_AS_WRITTEN: Final = 700.0
+"""Up to this decay exponent (a date some 700 days ahead) the formula is computed as written:
+with a strength of at most 1.69, the score stays below ``exp(701)``."""
+_HOLD_EXPONENT: Final = 709.0
 
 
 def strength(signal: Signal) -> float:
     """The score before decay: momentum * confidence * human share * streak bonus."""
-    weight = MOMENTUM_WEIGHTS.get(signal.momentum, 1.0)
-    human = signal.authenticity.human_source_pct / 100
-    streak = 1 + min(signal.streak_days / STREAK_DAYS, STREAK_CAP)
-    return weight * signal.confidence * human * streak
+    return strength_of(
+        signal.momentum,
+        signal.confidence,
+        signal.authenticity.human_source_pct,
+        signal.streak_days,
+    )
+
+
+def strength_of(
+    momentum: str, confidence: float, human_source_pct: float, streak_days: int
+) -> float:
+    """`strength` from a signal's fields, for stores that keep them without a `Signal`."""
+    weight = MOMENTUM_WEIGHTS.get(momentum, 1.0)
+    human = human_source_pct / 100
+    streak = 1 + min(streak_days / STREAK_DAYS, STREAK_CAP)
+    return weight * confidence * human * streak
 
 
 def score(signal: Signal, *, now: datetime | None = None) -> float:
@@ -54,7 +73,36 @@ def score(signal: Signal, *, now: datetime | None = None) -> float:
     The formula is applied as written: a signal dated in the future has a negative age, and
     scores above its strength until its date.
     """
-    return round(strength(signal) * math.exp(-_age_hours(signal, now) / DECAY_HOURS), 3)
+    return decayed_score(strength(signal), signal.created_at, now or datetime.now(UTC))
+
+
+def decayed_score(base: float, created_at: datetime, now: datetime) -> float:
+    """The score at `now` of a signal of strength `base` dated `created_at` (`score`'s formula).
+
+    Stores that keep a signal's strength and date compute its score with this, so their
+    scores are the engine's to the last bit.
+    """
+    exponent = -(now - created_at).total_seconds() / 3600 / DECAY_HOURS
+    if exponent <= _AS_WRITTEN:
+        return round(base * math.exp(exponent), 3)
+    return _far_ahead(base, exponent)
+
+
+def _far_ahead(base: float, exponent: float) -> float:
+    """The score of a signal dated years after `now`, where ``exp`` alone would overflow.
+
+    Computed as ``exp(log(base) + exponent)`` and held at ``exp(709)``, the order of
+    magnitude of the largest float: scores stay numbers, and still never rank two signals
+    against their `rank_key` order (the formula as written stays far below the hold).
+    """
+    if base <= 0:
+        return 0.0
+    return round(math.exp(min(math.log(base) + exponent, _HOLD_EXPONENT)), 3)
+
+
+def _decay(age_hours: float) -> float:
+    """``exp(-age_hours / 24)``, held at ``exp(709)`` (see `_far_ahead`)."""
+    return math.exp(min(-age_hours / DECAY_HOURS, _HOLD_EXPONENT))
 
 
 def score_data(data: Mapping[str, object], *, now: datetime | None = None) -> float:
@@ -88,7 +136,7 @@ def explain(signal: Signal, *, now: datetime | None = None) -> tuple[tuple[str, 
         ("human_source_pct", signal.authenticity.human_source_pct),
         ("streak_bonus", round(1 + min(signal.streak_days / STREAK_DAYS, STREAK_CAP), 6)),
         ("age_hours", round(age_hours, 3)),
-        ("decay", round(math.exp(-age_hours / DECAY_HOURS), 6)),
+        ("decay", round(_decay(age_hours), 6)),
     )
 
 
@@ -100,7 +148,11 @@ def rank_key(signal: Signal) -> float:
     key of the last intent returned neither repeats nor skips one as scores decay. Signals
     that score zero rank last (minus infinity).
     """
-    base = strength(signal)
+    return rank_key_of(strength(signal), signal.created_at)
+
+
+def rank_key_of(base: float, created_at: datetime) -> float:
+    """`rank_key` of a signal of strength `base` dated `created_at`."""
     if base <= 0:
         return _UNSCORABLE
-    return math.log(base) + signal.created_at.timestamp() / 3600 / DECAY_HOURS
+    return math.log(base) + created_at.timestamp() / 3600 / DECAY_HOURS

@@ -31,7 +31,7 @@ class IntentCertification(ConnectorCertification):
                     "topic": f"certification topic {batch}",
                     "momentum": ("surging", "rising", "steady")[index % 3],
                     "confidence": round(0.5 + (index % 5) / 10, 2),
-                    "authenticity": {"human_source_pct": 60 + index % 40},
+                    "authenticity": {"human_source_pct": float(60 + index % 40)},  # as returned
                     "streak_days": index % 20,
                     "batch": batch,
                 },
