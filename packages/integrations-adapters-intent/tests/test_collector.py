@@ -13,6 +13,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +38,7 @@ from integrations.base import (
     CapabilityAllowlist,
     Connection,
     ConnectorConfig,
+    FetchQuery,
     Governance,
     InvalidRequest,
     MemoryAuditSink,
@@ -592,3 +594,29 @@ def test_nothing_collected_pushes_nothing(received: tuple[Registry, Received]) -
     report = collect(sources, context=CONTEXT, registry=registry, push_to="recording")
     assert report.push is not None
     assert (report.push.batches, report.push.accepted, log.batches) == (0, (), [])
+
+
+def test_signals_pushed_to_intent_local_twice_are_stored_once_and_read_back(
+    tmp_path: Path, governance: Governance
+) -> None:
+    registry = Registry(governance=governance)
+    store = {"path": str(tmp_path / "intents.sqlite3")}
+    now = datetime.now(UTC).isoformat()  # within the store's retention
+    with SignalSourceServer([signal(f"local {i}", created_at=now) for i in range(5)]) as server:
+        for _ in range(2):  # ids are content hashes and intent.local's push is idempotent by id
+            report = collect(
+                [server.source()],
+                context=CONTEXT,
+                registry=registry,
+                push_to="intent.local",
+                push_config=store,
+                batch_size=2,
+            )
+            assert report.push is not None
+            assert list(report.push.accepted) == [item.id for item in report.signals]
+    with registry.open("intent.local", config=store, context=CONTEXT) as session:
+        back = collect({"local": session}, context=CONTEXT)
+        stored = session.fetch(FetchQuery(limit=100)).records
+    assert sorted(record.id for record in stored) == sorted(item.id for item in report.signals)
+    assert sorted(topics(back)) == sorted(topics(report))
+    assert {item.id for item in back.signals} == {item.id for item in report.signals}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
 import secrets
 import threading
@@ -41,7 +42,17 @@ __all__ = ["Binding", "SourceCore", "asking"]
 
 logger = logging.getLogger("integrations.adapters.intent.signals")
 
-_TOKEN_BYTES: Final = 24
+_PROCESS_KEY: Final = secrets.token_urlsafe(18)
+"""Drawn once: names below are this key and a counter, unique and not guessable, and cheap.
+
+Drawing random bytes releases the GIL, and each release costs a wait when many threads run
+(a collection's sources); a counter does not.
+"""
+_NUMBERS: Final = itertools.count(1)
+
+
+def _unique(kind: str) -> str:
+    return f"{kind}-{_PROCESS_KEY}-{next(_NUMBERS)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +95,7 @@ class SourceCore:
 
     def grant(self, context: AuthContext) -> AuthToken:
         """A session token; a source has no accounts, so any context the policies let in."""
-        token = AuthToken(value=Secret(secrets.token_urlsafe(_TOKEN_BYTES)), scopes=context.scopes)
+        token = AuthToken(value=Secret(_unique("session")), scopes=context.scopes)
         with self._lock:
             self._grant = _Grant(token)
         return token
@@ -96,9 +107,7 @@ class SourceCore:
             previous, self._binding, self._snapshot = self._binding, binding, None
         if previous is not None:
             _release(previous)
-        return Connection(
-            connection_id=f"signal-source-{secrets.token_hex(6)}", info={"source": binding.label}
-        )
+        return Connection(connection_id=_unique("signal-source"), info={"source": binding.label})
 
     def _binding_for(self, config: SignalSourceConfig) -> Binding:
         if self._given is not None:
@@ -143,7 +152,7 @@ class SourceCore:
                 read.received,
                 extra={"source": binding.label, "rejected": len(read.rejections)},
             )
-        snapshot = Snapshot(secrets.token_hex(8), read.records)
+        snapshot = Snapshot(_unique("answer"), read.records)
         with self._lock:
             if self._binding is binding:  # a revoke or a new connect meanwhile wins
                 self._snapshot, self._answer = snapshot, read

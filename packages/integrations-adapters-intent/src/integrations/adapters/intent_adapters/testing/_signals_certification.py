@@ -27,7 +27,9 @@ from ._signal_sources import write_signal_file
 
 __all__ = ["SignalsCertification"]
 
-FILE_SOURCE: Final = "integrations.adapters.intent_adapters.testing._signal_sources:JsonFileSignalSource"
+FILE_SOURCE: Final = (
+    "integrations.adapters.intent_adapters.testing._signal_sources:JsonFileSignalSource"
+)
 """The source class the certification's config names (`JsonFileSignalSource`)."""
 
 
