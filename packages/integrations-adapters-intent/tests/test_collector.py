@@ -620,3 +620,16 @@ def test_signals_pushed_to_intent_local_twice_are_stored_once_and_read_back(
     assert sorted(record.id for record in stored) == sorted(item.id for item in report.signals)
     assert sorted(topics(back)) == sorted(topics(report))
     assert {item.id for item in back.signals} == {item.id for item in report.signals}
+
+
+def test_a_source_that_cancels_itself_is_reported_failed(
+    servers: list[SignalSourceServer], governance: Governance
+) -> None:
+    class GivesUp:
+        async def fetch_signals(self) -> list[dict[str, Any]]:
+            raise asyncio.CancelledError
+
+    report = collect([GivesUp(), servers[0].source()], context=CONTEXT, governance=governance)
+    assert [item.status for item in report.sources] == [SourceStatus.FAILED, SourceStatus.OK]
+    assert report.sources[0].error_type == "CancelledError"
+    assert topics(report) == ["a1", "a2"]

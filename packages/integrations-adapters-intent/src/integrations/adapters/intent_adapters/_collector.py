@@ -346,6 +346,10 @@ async def _attempt(entry: _Entry, setup: _Setup) -> _Outcome:
         await asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS)
         message = f"no answer within the deadline of {setup.deadline:g} s"
         return _Outcome(entry.label, elapsed, None, SourceStatus.TIMED_OUT, "TimeoutError", message)
+    if task.cancelled():  # the source cancelled itself: a failure like any other
+        return _Outcome(
+            entry.label, elapsed, None, SourceStatus.FAILED, "CancelledError", "cancelled"
+        )
     error = task.exception()
     if error is None:
         return _Outcome(entry.label, elapsed, task.result())
