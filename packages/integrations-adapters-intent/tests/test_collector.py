@@ -57,7 +57,8 @@ from integrations.base import (
 pytestmark = pytest.mark.timeout(60)
 
 CONTEXT = AuthContext(tenant="acme", actor="collector")
-FILE_SOURCE = "integrations.adapters.intent_adapters.testing._signal_sources:JsonFileSignalSource"
+FILE_SOURCE = "integrations.adapters.intent_adapters.testing:JsonFileSignalSource"
+STATIC_SOURCE = "integrations.adapters.intent_adapters.testing:StaticSignalSource"
 
 
 def signal(topic: str, source: str = "test", **changes: Any) -> dict[str, Any]:
@@ -344,25 +345,31 @@ def test_configs_name_sources_and_the_allowlist_still_applies(
     signal_file: Path, governance: Governance
 ) -> None:
     options = {"path": str(signal_file)}
+    static = {"signals": [signal("from a tenant", "tenant")]}
     report = collect(
         {
             "model": SignalSourceConfig(source=FILE_SOURCE, options=options),
             "mapping": {"source": FILE_SOURCE, "options": options},
-            "tenant": UntrustedConfig({"source": FILE_SOURCE, "options": options}),
+            "tenant file": UntrustedConfig({"source": FILE_SOURCE, "options": options}),
+            "tenant static": UntrustedConfig({"source": STATIC_SOURCE, "options": static}),
             "refused": {"source": "os:system"},
         },
         context=CONTEXT,
         governance=governance,
     )
-    assert topics(report) == ["from file"]
+    assert topics(report) == ["from file", "from a tenant"]
     assert [(s.source, s.status, s.duplicates) for s in report.sources] == [
         ("model", SourceStatus.OK, 0),
         ("mapping", SourceStatus.OK, 1),
-        ("tenant", SourceStatus.OK, 1),
+        ("tenant file", SourceStatus.REFUSED, 0),
+        ("tenant static", SourceStatus.OK, 0),
         ("refused", SourceStatus.REFUSED, 0),
     ]
-    assert report.sources[3].error_type == "ConfigError"
-    assert "allowlist" in (report.sources[3].error or "")
+    # A tenant may not point a source at the platform's files: the class is not tenant-safe.
+    assert report.sources[2].error_type == "PolicyError"
+    assert "not marked safe for configs from tenants" in (report.sources[2].error or "")
+    assert report.sources[4].error_type == "ConfigError"
+    assert "allowlist" in (report.sources[4].error or "")
 
 
 def test_open_sessions_are_read_as_they_are(signal_file: Path, governance: Governance) -> None:

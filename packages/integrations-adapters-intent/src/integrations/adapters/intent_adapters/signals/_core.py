@@ -124,7 +124,7 @@ class SourceCore:
                 "'package.module:Class'",
                 (("source", "required"),),
             )
-        source = load_source(config.source, config.options)
+        source = load_source(config.source, config.options, for_tenant=config.egress.restricted)
         return Binding(source, config.source, config, owned=True)
 
     def prepare(self, query: FetchQuery, operation: str) -> tuple[PageRequest, Binding, Snapshot]:

@@ -6,7 +6,10 @@ adapters returned them, or `Signal` models), synchronously or as a coroutine. An
 
 A config names a source class as ``"package.module:Class"``. Its module must be admitted by
 the registry's module allowlist (`integrations.base.registry.allows_module`) before anything
-is imported: a configuration never imports code the deployment did not admit.
+is imported: a configuration never imports code the deployment did not admit. A config a
+tenant wrote (`UntrustedConfig`) may name only classes that say they are safe for tenants
+(``tenant_safe = True``): a source reading files or local addresses given as options is a
+platform's tool, not a tenant's.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, cast, runtime_checkable
 
 from integrations.adapters.intent_adapters._signal import Signal
-from integrations.base import ConfigError, IntegrationsError, JsonObject, registry
+from integrations.base import ConfigError, IntegrationsError, JsonObject, PolicyError, registry
 
 __all__ = [
     "AnySignalSource",
@@ -79,16 +82,28 @@ def refusal(module: str) -> str | None:
     )
 
 
-def load_source(path: str, options: JsonObject) -> AnySignalSource:
+TENANT_SAFE: Final = "tenant_safe"
+"""The class attribute by which a source class says a tenant's config may name it."""
+
+
+def load_source(path: str, options: JsonObject, *, for_tenant: bool = False) -> AnySignalSource:
     """The source `path` names, built with `options` as keyword arguments.
 
-    The allowlist is checked before the module is imported. Every way the class cannot be
+    The allowlist is checked before the module is imported. With `for_tenant` (the config
+    came from a tenant), a class not marked ``tenant_safe = True`` is refused with
+    `PolicyError` before it is built. Every way the class cannot be
     had or built raises `ConfigError` naming the ``source`` or ``options`` field (option
     values are never shown); errors of the library's tree raised by the constructor are
     passed on as they are.
     """
     module_name, class_name = _checked(path)
     cls = _class_of(path, module_name, class_name)
+    if for_tenant and getattr(cls, TENANT_SAFE, False) is not True:
+        raise PolicyError(
+            f"source class {path} is not marked safe for configs from tenants "
+            f"({TENANT_SAFE} = True): only the platform may configure it",
+            "source class not safe for tenants",
+        )
     try:
         source = cls(**options)
     except IntegrationsError:

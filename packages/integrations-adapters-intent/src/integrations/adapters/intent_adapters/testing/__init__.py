@@ -11,14 +11,24 @@ from ._certification import IntentCertification
 from ._engine_certification import EngineCertification
 from ._engine_server import IntentEngineServer
 from ._local_certification import LocalCertification
-from ._signal_sources import SignalSourceServer
+from ._signal_sources import (
+    BlockingHttpSignalSource,
+    HttpSignalSource,
+    JsonFileSignalSource,
+    SignalSourceServer,
+    StaticSignalSource,
+)
 from ._signals_certification import SignalsCertification
 
 __all__ = [
+    "BlockingHttpSignalSource",
     "EngineCertification",
+    "HttpSignalSource",
     "IntentCertification",
     "IntentEngineServer",
+    "JsonFileSignalSource",
     "LocalCertification",
     "SignalSourceServer",
     "SignalsCertification",
+    "StaticSignalSource",
 ]

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 from integrations.adapters.intent_adapters._signal import Signal
@@ -44,6 +44,7 @@ __all__ = [
     "HttpSignalSource",
     "JsonFileSignalSource",
     "SignalSourceServer",
+    "StaticSignalSource",
     "write_signal_file",
 ]
 
@@ -251,6 +252,25 @@ class JsonFileSignalSource:
             ) from None
         answer: Sequence[Mapping[str, Any]] = _parsed(str(self.path), body)
         return answer
+
+
+class StaticSignalSource:
+    """A signal source answering the signals its options hold, as given.
+
+    It reads nothing and reaches nothing, so a tenant's config may name it
+    (``tenant_safe``): the file and HTTP sources above take a path or an address, which only
+    the platform may choose.
+    """
+
+    tenant_safe: ClassVar[bool] = True
+
+    def __init__(self, signals: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Answer `signals` at every fetch."""
+        self.signals = [dict(signal) for signal in signals]
+
+    def fetch_signals(self) -> Sequence[Mapping[str, Any]]:
+        """The signals given, in their order."""
+        return list(self.signals)
 
 
 def write_signal_file(path: Path, signals: Iterable[Signal | Mapping[str, Any]]) -> None:
