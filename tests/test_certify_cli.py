@@ -3,8 +3,8 @@
 Real parts only: a SQLite file, a redis-server and a PostgreSQL cluster started for this
 module, and the Knowledge Vault API served on 127.0.0.1. Their addresses reach the command the
 way an operator gives them: ``REDIS_URL`` and ``DATABASE_URL`` in the environment, the
-Knowledge Vault's ``url`` in a ``--config`` file. The certification class each store's
-manifest entry names builds the rest of its config.
+Knowledge Vault's and the Intent Engine's ``url`` in ``--config`` files. The certification
+class each connector's manifest entry names builds the rest of its config.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from integrations.adapters.intent_adapters.testing import IntentEngineServer
 from integrations.adapters.memory_adapters.testing import (
     KnowledgeVaultServer,
     postgres_server,
@@ -31,6 +32,9 @@ SHIPPED = {
     "memory.redis",
     "memory.postgres",
     "memory.knowledge_vault",
+    "intent.local",
+    "intent.engine",
+    "intent.signals",
 }
 
 
@@ -52,6 +56,24 @@ def vault_config(tmp_path: Path) -> Iterator[Path]:
         path = tmp_path / "knowledge-vault.json"
         path.write_text(json.dumps({"url": server.url, "timeout_seconds": 5}), "utf-8")
         yield path
+
+
+@pytest.fixture
+def engine_config(tmp_path: Path) -> Iterator[Path]:
+    with IntentEngineServer() as server:
+        path = tmp_path / "intent-engine.json"
+        path.write_text(json.dumps({"url": server.url, "timeout_seconds": 5}), "utf-8")
+        yield path
+
+
+def servers_configs(vault_config: Path, engine_config: Path) -> list[str]:
+    """The ``--config`` options that give the HTTP connectors their servers."""
+    return [
+        "--config",
+        f"memory.knowledge_vault={vault_config}",
+        "--config",
+        f"intent.engine={engine_config}",
+    ]
 
 
 def certify(*arguments: str, env: dict[str, str | None] | None = None) -> Result:
@@ -91,12 +113,11 @@ def test_certify_memory_postgres_from_a_config_file(database_url: str, tmp_path:
 
 
 def test_certify_all_passes_every_shipped_connector(
-    redis_url: str, database_url: str, vault_config: Path
+    redis_url: str, database_url: str, vault_config: Path, engine_config: Path
 ) -> None:
     result = certify(
         "--all",
-        "--config",
-        f"memory.knowledge_vault={vault_config}",
+        *servers_configs(vault_config, engine_config),
         "--json",
         env={"REDIS_URL": redis_url, "DATABASE_URL": database_url},
     )
@@ -111,12 +132,11 @@ def test_certify_all_passes_every_shipped_connector(
 
 
 def test_certify_all_prints_a_summary_table(
-    redis_url: str, database_url: str, vault_config: Path
+    redis_url: str, database_url: str, vault_config: Path, engine_config: Path
 ) -> None:
     result = certify(
         "--all",
-        "--config",
-        f"memory.knowledge_vault={vault_config}",
+        *servers_configs(vault_config, engine_config),
         env={"REDIS_URL": redis_url, "DATABASE_URL": database_url},
     )
 
@@ -125,7 +145,7 @@ def test_certify_all_prints_a_summary_table(
     for name in SHIPPED:
         [row] = [line for line in lines if line.startswith(f"│ {name} ")]
         assert row.split("│")[2].strip() == "passed"
-    assert lines[-1] == "5 of 5 connectors certified"
+    assert lines[-1] == f"{len(SHIPPED)} of {len(SHIPPED)} connectors certified"
 
 
 def test_certify_all_without_servers_names_what_would_configure_them() -> None:
@@ -138,11 +158,7 @@ def test_certify_all_without_servers_names_what_would_configure_them() -> None:
     assert rows["memory.sqlite"]["result"] == "passed"
     assert {
         name: (rows[name]["result"], rows[name]["reason"])
-        for name in SHIPPED
-        - {
-            "mock",
-            "memory.sqlite",
-        }
+        for name in SHIPPED - {"mock", "memory.sqlite", "intent.local", "intent.signals"}
     } == {
         "memory.redis": (
             "not-configured",
@@ -156,8 +172,14 @@ def test_certify_all_without_servers_names_what_would_configure_them() -> None:
             "not-configured",
             "pass --config memory.knowledge_vault=FILE with the Knowledge Vault API's url",
         ),
+        "intent.engine": (
+            "not-configured",
+            "pass --config intent.engine=FILE with the Intent Engine API's url",
+        ),
     }
-    assert all(rows[name]["ok"] is False for name in SHIPPED - {"mock", "memory.sqlite"})
+    embedded = {"mock", "memory.sqlite", "intent.local", "intent.signals"}
+    assert all(rows[name]["result"] == "passed" for name in embedded)
+    assert all(rows[name]["ok"] is False for name in SHIPPED - embedded)
 
 
 def test_the_summary_prints_every_reason_whole_in_a_narrow_terminal() -> None:
@@ -202,12 +224,11 @@ def test_certify_exits_1_when_a_check_fails(vault_config: Path) -> None:
 
 
 def test_certify_all_exits_1_when_one_connector_fails(
-    redis_url: str, database_url: str, vault_config: Path
+    redis_url: str, database_url: str, vault_config: Path, engine_config: Path
 ) -> None:
     result = certify(
         "--all",
-        "--config",
-        f"memory.knowledge_vault={vault_config}",
+        *servers_configs(vault_config, engine_config),
         "--enable",
         "supports_tombstones",
         "--json",
@@ -216,8 +237,10 @@ def test_certify_all_exits_1_when_one_connector_fails(
 
     assert result.exit_code == 1
     rows = outcomes(result)
-    assert rows["memory.knowledge_vault"]["result"] == "failed"
-    assert "tombstones_delete_records" in rows["memory.knowledge_vault"]["reason"]
-    assert {name for name, row in rows.items() if row["result"] == "passed"} == SHIPPED - {
-        "memory.knowledge_vault"
-    }
+    # Declaring deletion for every connector fails exactly those that cannot delete.
+    cannot_delete = {"memory.knowledge_vault", "intent.engine", "intent.signals"}
+    for name in cannot_delete:
+        assert rows[name]["result"] == "failed", name
+        assert "tombstones_delete_records" in rows[name]["reason"], name
+    passed = {name for name, row in rows.items() if row["result"] == "passed"}
+    assert passed == SHIPPED - cannot_delete
