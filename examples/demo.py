@@ -6,13 +6,24 @@ through governed sessions: each session authenticates for its tenant, connects, 
 operations and revokes, under the default policies, and every step leaves an audit event. A
 tenant never sees the other's memories; a text query is ranked by relevance; a sync from a
 saved state returns only what changed since; a forgotten memory comes back as a tombstone.
+Then three intent signal sources on 127.0.0.1 (one healthy, one failing, one slower than its
+deadline) are collected at once into the embedded intent store: the collector's report, the
+ranked intents, why the best one scores what it does, an alignment check, and the audit
+trail of those sessions.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from integrations.adapters.intent_adapters import CollectReport, collect, verify_intent
+from integrations.adapters.intent_adapters.testing import SignalSourceServer
 from integrations.base import (
     AuditEvent,
     AuthContext,
@@ -23,6 +34,7 @@ from integrations.base import (
     PushPayload,
     Record,
     SyncState,
+    format_utc,
     registry,
 )
 from integrations.base.lifecycle import Session
@@ -82,6 +94,170 @@ def print_audit(events: list[AuditEvent]) -> None:
             f" tenant={event.tenant or '-':<7} actor={event.actor or '-':<6}"
             f" connector={event.connector.name}"
         )
+
+
+# -- intent: signal sources collected into the embedded intent store ---------------------------
+
+INTENT_STORE = "intent.local"
+COLLECTOR = AuthContext(tenant="acme", actor="collector")
+SOURCE_DEADLINE_SECONDS = 1.5
+TOPIC = "AI governance"
+
+
+def intent_signal(
+    source: str,
+    topic: str,
+    momentum: str,
+    confidence: float,
+    human_source_pct: float,
+    streak_days: int,
+    hours_ago: float,
+) -> dict[str, Any]:
+    """A signal as a source answers it, observed `hours_ago` hours ago."""
+    return {
+        "source": source,
+        "topic": topic,
+        "momentum": momentum,
+        "confidence": confidence,
+        "authenticity": {"human_source_pct": human_source_pct},
+        "streak_days": streak_days,
+        "created_at": format_utc(datetime.now(UTC) - timedelta(hours=hours_ago)),
+    }
+
+
+class _PrintWarnings(logging.Handler):
+    """Shows the library's warnings among the demo's lines, where they happen."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"  log: {record.getMessage()}")
+
+
+@contextmanager
+def warnings_shown() -> Iterator[None]:
+    """Print what the `integrations` loggers warn about while the block runs."""
+    logger = logging.getLogger("integrations")
+    handler = _PrintWarnings(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def collect_sources(config: dict[str, str], governance: Governance) -> CollectReport:
+    """Three loopback HTTP sources (healthy, failing, too slow), collected into the store."""
+    social = [
+        intent_signal("social", TOPIC, "surging", 0.95, 90, 7, hours_ago=2),
+        intent_signal("social", "Data residency", "rising", 0.8, 85, 3, hours_ago=5),
+        intent_signal("social", "Pricing", "steady", 0.6, 70, 0, hours_ago=1),
+        intent_signal("social", TOPIC, "rising", 1.7, 90, 1, hours_ago=1),  # confidence > 1
+    ]
+    crm = [intent_signal("crm", TOPIC, "steady", 0.9, 95, 12, hours_ago=3)]
+    tickets = [intent_signal("tickets", "Pricing", "surging", 0.9, 100, 4, hours_ago=1)]
+    with (
+        SignalSourceServer(social, name="social") as healthy,
+        SignalSourceServer(crm, name="crm") as failing,
+        SignalSourceServer(tickets, delay=5, name="tickets") as slow,
+        warnings_shown(),
+    ):
+        failing.fail_next(count=10, status=503)
+        print(
+            "  social answers at once; crm answers HTTP 503 every time; tickets takes 5 s"
+            f" (deadline {SOURCE_DEADLINE_SECONDS:g} s)"
+        )
+        return collect(
+            {"social": healthy.source(), "crm": failing.source(), "tickets": slow.source()},
+            context=COLLECTOR,
+            deadline_seconds=SOURCE_DEADLINE_SECONDS,
+            governance=governance,
+            push_to=INTENT_STORE,
+            push_config=config,
+        )
+
+
+def show_collection(report: CollectReport) -> None:
+    """The collector's report: every source, the rejected signals, what the store accepted."""
+    heading(f"Collector report ({report.elapsed_seconds:.2f} s for the three sources)")
+    for line in report.lines():
+        print(f"  {line}")
+    for rejection in report.rejections:
+        print(f"  rejected {rejection.source}[{rejection.index}]: {rejection.reason}")
+    if report.push is not None:
+        push = report.push
+        print(
+            f"  pushed to {push.target}: {len(push.accepted)} accepted, "
+            f"{len(push.rejected)} rejected, in {push.batches} batch(es)"
+        )
+
+
+def show_intents(session: Session) -> None:
+    """The ranked intents, the explanation of the best one, and one alignment check."""
+    heading(f"Ranked intents in {INTENT_STORE} for acme (scores now, best first)")
+    ranked = session.fetch(FetchQuery(limit=10)).records
+    for record in ranked:
+        data = record.data
+        print(
+            f"  {data['intent_score']:6.3f}  {data['topic']:<15} {data['source']:<8}"
+            f" {data['momentum']:<8} {record.id[:16]}..."
+        )
+    best = ranked[0]
+    heading(f"Why {best.data['topic']!r} scores {best.data['intent_score']} (its explanation)")
+    explained = session.fetch(FetchQuery(filters={"id": best.id})).records[0]
+    factor = factors_of(explained)
+    print(
+        f"  {factor['momentum']} ({best.data['momentum']}) x {factor['confidence']} (confidence)"
+        f" x {factor['human_source_pct']}/100 (human sources)"
+    )
+    print(
+        f"    x {factor['streak_bonus']} ({best.data['streak_days']}-day streak; the bonus stops"
+        f" at 1.3) x {factor['decay']} (decay: {factor['age_hours']} h old)"
+        f" = {explained.data['intent_score']}"
+    )
+    heading(f"Alignment: may acme act on {TOPIC!r}?")
+    verification = verify_intent(session, TOPIC)
+    print(f"  allowed={verification.allowed}: {verification.reason}")
+
+
+def factors_of(intent: Record) -> dict[str, Any]:
+    """The factors of an explained intent's score, by name (``explanation`` in its data)."""
+    explanation = intent.data.get("explanation")
+    if not isinstance(explanation, list):
+        raise TypeError(f"intent {intent.id} carries no explanation")
+    return {
+        str(factor["signal"]): factor["value"] for factor in explanation if isinstance(factor, dict)
+    }
+
+
+def print_intent_audit(events: list[AuditEvent]) -> None:
+    """The intent sessions' audit trail, each session's steps together, retries and errors shown."""
+    heading("Audit trail of the intent sessions (tenant acme; each session's steps together)")
+    order: dict[str, int] = {}
+    for event in events:
+        order.setdefault(event.correlation_id, len(order))
+    finished = [event for event in events if event.phase != "started"]
+    for event in sorted(finished, key=lambda item: order[item.correlation_id]):
+        took = f"{(event.duration_seconds or 0) * 1000:7.2f} ms"
+        attempt = f" attempt {event.attempt}" if event.attempt > 1 else ""
+        error = f" {event.error_type}" if event.error_type else ""
+        print(
+            f"  {event.correlation_id[:8]} {event.operation:<7} {event.outcome or '-':<7} {took}"
+            f" actor={event.actor or '-':<9} connector={event.connector.name}{attempt}{error}"
+        )
+
+
+def intent_demo() -> None:
+    """Collect intent signals from three sources, rank them, explain one, check alignment."""
+    audit = MemoryAuditSink()
+    governance = Governance(audit=audit)
+    with tempfile.TemporaryDirectory() as directory:
+        config = {"path": str(Path(directory) / "intents.sqlite3")}
+        heading(f"Intent: three signal sources collected into {INTENT_STORE} ({config['path']})")
+        show_collection(collect_sources(config, governance))
+        with registry.open(
+            INTENT_STORE, config=config, context=ACME, governance=governance
+        ) as session:
+            show_intents(session)
+    print_intent_audit(audit.events)
 
 
 def main() -> None:
@@ -150,6 +326,7 @@ def main() -> None:
         except PolicyError as error:
             print(f"  {type(error).__name__}: {error}")
     print_audit(audit.events)
+    intent_demo()
 
 
 if __name__ == "__main__":

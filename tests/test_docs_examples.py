@@ -33,6 +33,7 @@ PAGES = (
     "resilience.md",
     "observability.md",
     "memory.md",
+    "intent.md",
     "migration.md",
 )
 SKIP_MARKER = "<!-- docs-example: skip -->"
