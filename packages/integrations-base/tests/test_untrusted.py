@@ -487,3 +487,41 @@ def test_defaults_allow_no_reference_and_only_public_default_ports() -> None:
     assert policy.secret_references.patterns == ()
     assert policy.egress.public
     assert policy.egress.rules == ()
+
+
+class PluginConfig(ConnectorConfig):
+    """A config naming something to load: a tenant may only name what is marked for tenants."""
+
+    plugin: str
+
+    def admit_untrusted(self) -> None:
+        if not self.plugin.startswith("safe."):
+            raise PolicyError(f"plugin {self.plugin} is the platform's to choose", "plugin")
+
+
+class PluginConnector(NetworkConnector):
+    config_model: ClassVar[type[ConnectorConfig]] = PluginConfig
+
+
+def test_a_config_model_refuses_what_a_tenant_may_not_choose_as_a_denial() -> None:
+    gov, sink = governance()
+    connector = PluginConnector()
+    with pytest.raises(PolicyError, match="the platform's to choose"):
+        Session(
+            connector,
+            config=UntrustedConfig({"plugin": "os.system"}),
+            context=CONTEXT,
+            governance=gov,
+        ).open()
+    assert NetworkConnector.connected == []
+    denial = [(e.operation, e.outcome, e.detail) for e in sink.events if e.outcome]
+    assert denial == [("connect", "denied", "UNTRUSTED_CONFIG_REFUSED plugin")]
+    with Session(
+        connector, config={"plugin": "os.system"}, context=CONTEXT, governance=gov
+    ):  # the platform may choose it
+        pass
+    with Session(
+        connector, config=UntrustedConfig({"plugin": "safe.x"}), context=CONTEXT, governance=gov
+    ):
+        pass
+    assert len(NetworkConnector.connected) == 2

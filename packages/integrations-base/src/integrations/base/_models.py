@@ -123,6 +123,15 @@ class ConnectorConfig(_Model):
         """The network destinations this config makes the connector reach (none by default)."""
         return ()
 
+    def admit_untrusted(self) -> None:
+        """Raise `PolicyError` when this config, written by a tenant, may not be used as it is.
+
+        Called by a session for an `UntrustedConfig` after its references and destinations
+        passed, before the connector is called, so that a refusal is audited as a denial.
+        For what a config names beyond secrets and addresses: a class to load, a file, an
+        option only the platform may set. Accepts everything by default.
+        """
+
     @property
     def egress(self) -> EgressGuard:
         """The guard every connection of the connector goes through.

@@ -210,8 +210,12 @@ class _Governor:
             )
             config = config_model.from_mapping(raw.data, secrets=secrets)
             guard.admit(config.destinations())
+            config.admit_untrusted()
         except (SecretReferenceDenied, EgressDenied) as denial:
             self._deny("connect", "PolicyError", f"{denial.code} {denial.reason}")
+            raise
+        except PolicyError as denial:
+            self._deny("connect", "PolicyError", f"UNTRUSTED_CONFIG_REFUSED {denial.reason}")
             raise
         config._egress = guard
         return config
