@@ -9,6 +9,7 @@ timeout fires.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpcore
 import pytest
 
 from integrations.adapters.intent_adapters import (
@@ -608,6 +610,80 @@ def test_an_untrusted_config_may_not_reach_loopback(
     session = registry.open(NAME, config=config, context=ALICE, governance=untrusted_governance())
     with pytest.raises(EgressDenied), session:
         pass
+    assert engine.count() == 0
+
+
+class ScriptedResolver:
+    """The n-th lookup of a name gets its n-th answer (the last one repeats)."""
+
+    def __init__(self, answers: dict[str, list[tuple[str, ...]]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def resolve(self, host: str, port: int) -> tuple[str, ...]:
+        script = self.answers[host]
+        answer = script[min(self.asked.count(host), len(script) - 1)]
+        self.asked.append(host)
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("localhost", "loopback"),
+        ("[::1]", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("10.1.2.3", "private"),
+        ("192.168.1.10", "private"),
+    ],
+)
+def test_untrusted_configs_may_not_reach_internal_addresses(
+    registry: Registry, engine: IntentEngineServer, host: str, kind: str
+) -> None:
+    # The rule opens the engine's port for public addresses: the address alone is refused.
+    governed = untrusted_governance(EgressRule(ports=(engine.port,)))
+    governed = dataclasses.replace(
+        governed,
+        untrusted=dataclasses.replace(
+            governed.untrusted, resolver=ScriptedResolver({"localhost": [("127.0.0.1", "::1")]})
+        ),
+    )
+    config = UntrustedConfig({"url": f"http://{host}:{engine.port}", "timeout_seconds": 2})
+    session = registry.open(NAME, config=config, context=ALICE, governance=governed)
+    with pytest.raises(EgressDenied, match=kind), session:
+        pass
+    assert engine.count() == 0
+    sink = governed.audit
+    assert isinstance(sink, MemoryAuditSink)
+    assert [e.operation for e in sink.events if e.outcome == "denied"] == ["connect"]
+
+
+def test_a_name_that_rebinds_to_loopback_is_connected_only_at_its_checked_address(
+    registry: Registry, engine: IntentEngineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialled: list[str] = []
+    real_connect = httpcore.SyncBackend.connect_tcp
+
+    def connect_tcp(self: httpcore.SyncBackend, host: str, port: int, *args: Any) -> Any:
+        dialled.append(host)
+        if host not in ("127.0.0.1", "::1"):  # nothing leaves the machine
+            raise httpcore.ConnectError(f"{host} is not reachable from the test")
+        return real_connect(self, host, port, *args)
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect_tcp)
+    resolver = ScriptedResolver({"engine.tenant.test": [("1.2.3.4",), ("127.0.0.1",)]})
+    governed = untrusted_governance(EgressRule(ports=(engine.port,)))
+    governed = dataclasses.replace(
+        governed, untrusted=dataclasses.replace(governed.untrusted, resolver=resolver)
+    )
+    config = UntrustedConfig({"url": f"http://engine.tenant.test:{engine.port}"})
+    session = registry.open(NAME, config=config, context=ALICE, governance=governed)
+    with pytest.raises(ConnectionFailed), session:
+        pass
+    assert resolver.asked == ["engine.tenant.test"]  # one lookup, pinned
+    assert dialled
+    assert set(dialled) == {"1.2.3.4"}
     assert engine.count() == 0
 
 
