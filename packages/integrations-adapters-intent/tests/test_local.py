@@ -41,7 +41,13 @@ from integrations.adapters.intent_adapters.local import LocalIntentConfig, Local
 from integrations.adapters.intent_adapters.local._backend import ranked_statement
 from integrations.adapters.intent_adapters.local._paths import default_path
 from integrations.adapters.intent_adapters.local._records import intent_record, tombstone_record
-from integrations.adapters.intent_adapters.local._rows import canonical_json, micros, row_of
+from integrations.adapters.intent_adapters.local._rows import (
+    _encode_dict,
+    canonical_json,
+    micros,
+    moment_of,
+    row_of,
+)
 from integrations.adapters.intent_adapters.local._schema import SCHEMA_VERSION, migrate
 from integrations.adapters.intent_adapters.local._sync import encode_sync_state
 from integrations.base import (
@@ -317,6 +323,59 @@ def test_alignment_is_the_best_score_against_the_threshold(session: Session, clo
     assert intent_aligned(session, "ai governance", threshold=0.6)
 
 
+def test_intents_tied_for_the_lead_are_all_scored_for_a_verification(
+    session: Session, clock: Clock
+) -> None:
+    """Tied keys (the same signal under two ids) and keys a rounding error apart: the
+    verification's best score is the shared core's, whichever of them the index lists first."""
+    pushed = [
+        intent("tie-b", confidence=0.7),
+        intent("tie-a", confidence=0.7),
+        intent("close", confidence=0.7000000000001),
+        intent("behind", confidence=0.69),
+        intent("elsewhere", topic="Pricing", confidence=0.9),
+    ]
+    push(session, *pushed)
+    core = [Intent.from_json(record.id, record.data) for record in pushed]
+    clock.advance(minutes=95)
+    for threshold in (None, 0.5, 0.7, 1):
+        filters: JsonObject = {"verify": "ai GOVERNANCE"}
+        if threshold is not None:
+            filters["threshold"] = threshold
+        parsed = parse_intent_query(FetchQuery(filters=filters), max_limit=10)
+        expected = verification_from(core, parsed, clock.now())
+        assert verify_intent(session, "ai GOVERNANCE", threshold) == expected
+        (record,) = session.fetch(FetchQuery(filters=filters)).records
+        assert record == expected.to_record()
+
+
+def test_a_verify_query_out_of_the_ordinary_is_read_or_refused_as_parsing_says(
+    session: Session,
+) -> None:
+    push(session, intent("a"))
+    plain = session.fetch(FetchQuery(filters={"verify": "AI governance", "threshold": 0.5}))
+    paged = session.fetch(
+        FetchQuery(filters={"verify": "AI governance", "threshold": 0.5}, limit=3)
+    )
+    assert plain == paged
+    assert plain.next_cursor is None
+    with pytest.raises(InvalidRequest, match="finite number"):
+        session.fetch(FetchQuery(filters={"verify": "AI governance", "threshold": True}))
+    with pytest.raises(InvalidRequest, match="topic and a threshold only"):
+        session.fetch(FetchQuery(filters={"verify": "AI governance", "source": "social"}))
+    with pytest.raises(InvalidRequest, match="cursor"):
+        session.fetch(FetchQuery(filters={"verify": "AI governance"}, cursor="not-ours"))
+
+
+def test_text_sqlite_cannot_encode_in_a_filter_is_an_invalid_request(session: Session) -> None:
+    push(session, intent("a"))
+    with pytest.raises(InvalidRequest, match="not valid Unicode"):
+        session.fetch(FetchQuery(filters={"topic": "half \ud800"}))
+    with pytest.raises(InvalidRequest, match="not valid Unicode"):
+        verify_intent(session, "half \ud800")
+    assert intent_aligned(session, "AI governance", threshold=0.5)  # the session goes on
+
+
 def test_pages_neither_repeat_nor_skip_while_another_session_writes(
     path: Path, clock: Clock
 ) -> None:
@@ -484,6 +543,38 @@ def test_bad_records_are_rejected_with_reasons_and_never_stop_the_good_ones(
     assert reasons["good-1"] == "duplicate id in this payload: a push holds one change per intent"
     assert ids(session.fetch(FetchQuery()).records) == ["good-1", "good-2"]
     assert session.fetch(FetchQuery()).records[0].data["confidence"] == 0.8
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        signal(),
+        signal(tags=["é", "\u2028", {"z": 1, "a": [1.5, None, True]}], note='\x00 \\ "'),
+        {"b": 1, "a": {"d": 2.0, "c": -0.0}, "e": 10**30},
+    ],
+)
+def test_signals_are_stored_in_the_one_canonical_spelling(data: JsonObject) -> None:
+    assert _encode_dict(data) == canonical_json(data)
+    assert json.loads(_encode_dict(data)) == data
+
+
+def test_the_canonical_spelling_refuses_numbers_json_cannot_spell() -> None:
+    for number in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="JSON compliant"):
+            _encode_dict({"a": {"b": [number]}})
+        with pytest.raises(ValueError, match="JSON compliant"):
+            canonical_json({"a": {"b": [number]}})
+
+
+def test_stored_times_come_back_to_the_microsecond() -> None:
+    for moment in (
+        START,
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2025, 3, 1, 12, 0, 0, 123457, tzinfo=timezone(timedelta(hours=-7))),
+    ):
+        assert moment_of(micros(moment)) == moment
 
 
 def test_a_date_years_ahead_is_kept_and_scored_as_a_number(session: Session) -> None:
@@ -848,6 +939,21 @@ def test_a_file_that_is_not_a_database_is_a_clear_connector_error(path: Path) ->
     path.write_bytes(b"these are not the bytes of a SQLite database\n" * 200)
     with pytest.raises(ConnectorError, match="not a SQLite database"):
         open_store(path).open()
+
+
+@pytest.mark.parametrize("stored", ["", "not json", '{"topic": '])
+def test_a_signal_changed_behind_the_stores_back_is_a_clear_connector_error(
+    path: Path, stored: str
+) -> None:
+    with open_store(path) as session:
+        push(session, intent("a"), intent("b", confidence=0.1))
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE intents SET signal = ? WHERE id = 'b'", (stored,))
+        raw.close()
+        with pytest.raises(ConnectorError, match="not JSON") as raised:
+            session.fetch(FetchQuery())
+        assert type(raised.value) is ConnectorError
+        assert ids(session.fetch(FetchQuery(limit=1)).records) == ["a"]
 
 
 def test_a_path_that_cannot_be_opened_is_a_failed_connection(tmp_path: Path) -> None:

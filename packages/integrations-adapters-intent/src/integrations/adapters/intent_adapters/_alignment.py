@@ -12,7 +12,7 @@ from typing import Protocol
 
 from integrations.base import ConnectorError, FetchQuery, FetchResult
 
-from ._intent import Verification, verification_query
+from ._intent import Verification, verification_of, verification_query
 
 __all__ = ["intent_aligned", "intent_aligned_async", "verify_intent", "verify_intent_async"]
 
@@ -52,4 +52,4 @@ async def intent_aligned_async(
 def _read(result: FetchResult) -> Verification:
     if len(result.records) != 1:
         raise ConnectorError(f"a verify fetch answered {len(result.records)} records, not one")
-    return Verification.model_validate(result.records[0].data)
+    return verification_of(result.records[0].data)

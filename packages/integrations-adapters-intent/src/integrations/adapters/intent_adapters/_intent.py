@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -36,6 +36,7 @@ from integrations.base import (
     Record,
 )
 
+from ._construct import builder
 from ._scoring import DEFAULT_THRESHOLD, explain, rank_key, score
 from ._signal import Signal, parse_signal
 
@@ -44,13 +45,17 @@ __all__ = [
     "Intent",
     "IntentQuery",
     "Verification",
+    "cursor_after",
     "decode_intent_cursor",
     "encode_intent_cursor",
     "page_of",
     "parse_intent_query",
     "verdict",
     "verification_from",
+    "verification_of",
     "verification_query",
+    "verification_record",
+    "verify_target",
 ]
 
 FILTER_KEYS: Final = frozenset({"topic", "source", "min_score", "id", "verify", "threshold"})
@@ -122,7 +127,17 @@ class IntentQuery:
     threshold: float = DEFAULT_THRESHOLD
     limit: int = 100
     after: tuple[float, str] | None = None
-    fingerprint: str = ""
+    filters: JsonObject = field(default_factory=dict, compare=False, repr=False)
+    """The filters as the fetch gave them: what its cursors are bound to (`fingerprint`)."""
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of `filters`, which cursors carry so that they only resume this query.
+
+        Computed when asked, since only a cursor made or read needs it (never a verification,
+        an intent by id or a last page).
+        """
+        return _fingerprint(self.filters)
 
     def matches(self, intent: Intent, now: datetime | None = None) -> bool:
         """Whether `intent` passes the filters (not the cursor)."""
@@ -164,8 +179,9 @@ def parse_intent_query(query: FetchQuery, *, max_limit: int) -> IntentQuery:
     min_score, intent_id = _optional_number(filters, "min_score"), _optional_str(filters, "id")
     if verify is not None and (topic or source or intent_id or min_score is not None):
         raise InvalidRequest("a verify query takes a topic and a threshold only")
-    fingerprint = _fingerprint(filters)
-    after = None if query.cursor is None else decode_intent_cursor(query.cursor, fingerprint)
+    after = None
+    if query.cursor is not None:
+        after = decode_intent_cursor(query.cursor, _fingerprint(filters))
     return IntentQuery(
         topic=topic,
         source=source,
@@ -175,8 +191,38 @@ def parse_intent_query(query: FetchQuery, *, max_limit: int) -> IntentQuery:
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         limit=min(query.limit, max_limit),
         after=after,
-        fingerprint=fingerprint,
+        filters=filters,
     )
+
+
+_VERIFY_KEYS: Final = frozenset({"verify", "threshold"})
+
+
+def verify_target(query: FetchQuery) -> tuple[str, float] | None:
+    """The topic and threshold of a plain verify query, or None for any other query.
+
+    Plain: filters ``verify`` (a non-blank string) and optionally ``threshold`` (a finite
+    number), no text and no cursor; what `parse_intent_query` reads from it, without building
+    an `IntentQuery`, for the alignment check every gated action makes. Any other query,
+    valid or not, is left to `parse_intent_query`, which reads or refuses it.
+    """
+    filters = query.filters
+    if (
+        "verify" not in filters
+        or not filters.keys() <= _VERIFY_KEYS
+        or query.text is not None
+        or query.cursor is not None
+    ):
+        return None
+    topic = filters["verify"]
+    if type(topic) is not str or not topic.strip():
+        return None
+    threshold = filters.get("threshold")
+    if threshold is None:
+        return topic, DEFAULT_THRESHOLD
+    if (type(threshold) is float or type(threshold) is int) and math.isfinite(threshold):
+        return topic, float(threshold)
+    return None
 
 
 def page_of(
@@ -209,13 +255,64 @@ def verdict(topic: str, best: float | None, threshold: float) -> Verification:
 
     What `verification_from` decides, for stores that find a topic's best score themselves.
     """
+    return Verification(**_verdict_fields(topic, best, threshold))
+
+
+def verification_record(topic: str, best: float | None, threshold: float) -> Record:
+    """``verdict(topic, best, threshold).to_record()``, built from values known to be valid.
+
+    A store's answer to a verify fetch, on the path of every alignment check: anything out of
+    the ordinary (a topic too long for a record id, a score that is not a finite float) takes
+    the validating way, so the result, or the error, is always the validating way's.
+    """
+    if (
+        type(topic) is str
+        and 0 < len(topic) <= _LONGEST_VERIFIED_TOPIC
+        and type(threshold) is float
+        and math.isfinite(threshold)
+        and (best is None or (type(best) is float and math.isfinite(best)))
+    ):
+        fields = _verdict_fields(topic, best, threshold)
+        return _record({"id": VERIFY_RECORD_PREFIX + topic, "data": fields, **_UNDATED})
+    return verdict(topic, best, threshold).to_record()
+
+
+def _verdict_fields(topic: str, best: float | None, threshold: float) -> dict[str, Any]:
+    """A `Verification`'s fields, in its order (what ``model_dump`` gives of it)."""
     if best is None:
-        return Verification(topic=topic, allowed=False, reason="no intent for this topic")
+        return {
+            "topic": topic,
+            "allowed": False,
+            "reason": "no intent for this topic",
+            "intent_score": None,
+        }
     if best >= threshold:
         reason = f"intent score {best} reaches the threshold {threshold}"
-        return Verification(topic=topic, allowed=True, reason=reason, intent_score=best)
+        return {"topic": topic, "allowed": True, "reason": reason, "intent_score": best}
     reason = f"intent score {best} is below the threshold {threshold}"
-    return Verification(topic=topic, allowed=False, reason=reason, intent_score=best)
+    return {"topic": topic, "allowed": False, "reason": reason, "intent_score": best}
+
+
+def verification_of(data: JsonObject) -> Verification:
+    """The `Verification` a verify record's data holds; pydantic's error when it holds none.
+
+    Data of exactly a verification's fields and types (what the stores answer) is taken as
+    it is; anything else is validated, so either way the result is what
+    ``Verification.model_validate`` makes of `data`.
+    """
+    if type(data) is dict and data.keys() == _VERIFICATION_FIELDS:
+        topic, allowed, reason = data["topic"], data["allowed"], data["reason"]
+        best = data["intent_score"]
+        if (
+            type(topic) is str
+            and type(allowed) is bool
+            and type(reason) is str
+            and (best is None or type(best) is float)
+        ):
+            return _verification(
+                {"topic": topic, "allowed": allowed, "reason": reason, "intent_score": best}
+            )
+    return Verification.model_validate(data)
 
 
 def verification_query(topic: str, threshold: float | None = None) -> FetchQuery:
@@ -223,15 +320,24 @@ def verification_query(topic: str, threshold: float | None = None) -> FetchQuery
     filters: JsonObject = {"verify": topic}
     if threshold is not None:
         filters["threshold"] = threshold
+    if type(topic) is str and (
+        threshold is None or type(threshold) is float or type(threshold) is int
+    ):  # values FetchQuery's validation keeps exactly as they are
+        return _fetch_query({"text": None, "filters": filters, "cursor": None, "limit": 1})
     return FetchQuery(filters=filters, limit=1)
 
 
 def encode_intent_cursor(last: Intent, fingerprint: str) -> str:
     """A cursor after `last`, bound to the filters it was made for."""
-    key = last.key
+    return cursor_after(last.key, last.id, fingerprint)
+
+
+def cursor_after(key: float, intent_id: str, fingerprint: str) -> str:
+    """`encode_intent_cursor` of the intent `intent_id` whose `Intent.key` is `key`, for
+    stores that keep the key."""
     position: dict[str, Any] = {
         "f": fingerprint,
-        "i": last.id,
+        "i": intent_id,
         "k": None if math.isinf(key) else key,
     }
     raw = json.dumps(position, separators=(",", ":")).encode()
@@ -274,3 +380,28 @@ def _optional_number(filters: JsonObject, key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidRequest(f"filter {key} must be a finite number")
     return float(value)
+
+
+# -- models built from valid values (see `._construct`) --------------------------------------
+
+_UNDATED: Final = {"deleted": False, "updated_at": None}
+_LONGEST_VERIFIED_TOPIC: Final = 1024 - len(VERIFY_RECORD_PREFIX)
+"""A record id holds at most 1024 characters."""
+
+_VERIFICATION_FIELDS: Final = frozenset(Verification.model_fields)
+
+_record: Final = builder(
+    Record,
+    ("id", "data"),
+    {"id": "verify:probe", "data": {"topic": "probe"}, "deleted": False, "updated_at": None},
+)
+_verification: Final = builder(
+    Verification,
+    _VERIFICATION_FIELDS,
+    {"topic": "probe", "allowed": True, "reason": "probe", "intent_score": 1.5},
+)
+_fetch_query: Final = builder(
+    FetchQuery,
+    ("filters", "limit"),
+    {"text": None, "filters": {"verify": "probe"}, "cursor": None, "limit": 1},
+)

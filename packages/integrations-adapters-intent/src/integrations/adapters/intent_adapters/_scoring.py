@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "MOMENTUM_WEIGHTS",
     "decayed_score",
+    "decayed_score_micros",
     "explain",
     "rank_key",
     "rank_key_of",
@@ -83,6 +84,20 @@ def decayed_score(base: float, created_at: datetime, now: datetime) -> float:
     scores are the engine's to the last bit.
     """
     exponent = -(now - created_at).total_seconds() / 3600 / DECAY_HOURS
+    if exponent <= _AS_WRITTEN:
+        return round(base * math.exp(exponent), 3)
+    return _far_ahead(base, exponent)
+
+
+def decayed_score_micros(base: float, age_micros: int) -> float:
+    """`decayed_score` of a signal of strength `base` that is `age_micros` microseconds old
+    (negative when it is dated ahead), for stores that keep times as whole microseconds.
+
+    The same number to the last bit: `timedelta.total_seconds` is the delta's whole
+    microseconds divided by 10**6, which is what this divides, and the rest is `decayed_score`'s
+    arithmetic in its order. It spares a page two datetime operations per record.
+    """
+    exponent = -(age_micros / 1_000_000) / 3600 / DECAY_HOURS
     if exponent <= _AS_WRITTEN:
         return round(base * math.exp(exponent), 3)
     return _far_ahead(base, exponent)

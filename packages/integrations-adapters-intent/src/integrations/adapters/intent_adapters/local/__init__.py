@@ -67,7 +67,7 @@ from typing import ClassVar, Final
 
 from pydantic import Field, field_validator
 
-from integrations.adapters.intent_adapters._intent import parse_intent_query
+from integrations.adapters.intent_adapters._intent import parse_intent_query, verify_target
 from integrations.base import (
     AuthContext,
     AuthError,
@@ -214,11 +214,16 @@ class LocalIntentConnector(BaseConnector[LocalIntentConfig]):
     def fetch(self, query: FetchQuery) -> FetchResult:
         """One page of the tenant's ranked intents, one explained intent, or a verification."""
         tenant, backend, config = self._session("fetch")
+        target = verify_target(query)  # the alignment check's query, read at once
+        if target is not None:
+            now = self._now()
+            with self._io, backend.errors():
+                return backend.verify(tenant, *target, now)
         parsed = parse_intent_query(query, max_limit=config.max_page_size)
         now = self._now()
         with self._io, backend.errors():
             if parsed.verify is not None:
-                return backend.verify(tenant, parsed, now)
+                return backend.verify(tenant, parsed.verify, parsed.threshold, now)
             if parsed.intent_id is not None:
                 return backend.one(tenant, parsed, now)
             return backend.ranked(tenant, parsed, now)
@@ -307,7 +312,7 @@ class LocalIntentConnector(BaseConnector[LocalIntentConfig]):
                 f"the clock of {type(self).__name__} must return a timezone-aware datetime, "
                 f"got {now!r}"
             )
-        return now.astimezone(UTC)
+        return now if now.tzinfo is UTC else now.astimezone(UTC)
 
     @staticmethod
     def _cutoff(older_than: datetime | timedelta, now: datetime) -> datetime:

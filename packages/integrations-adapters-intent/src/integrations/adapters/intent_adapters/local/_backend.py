@@ -23,23 +23,40 @@ import contextlib
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, Final
 
+from integrations.adapters.intent_adapters._construct import builder
 from integrations.adapters.intent_adapters._intent import (
     Intent,
     IntentQuery,
-    encode_intent_cursor,
+    cursor_after,
     page_of,
-    verdict,
+    verification_record,
 )
-from integrations.adapters.intent_adapters._scoring import DECAY_HOURS, decayed_score
-from integrations.base import FetchResult, JsonObject, NotFound, Record, format_utc
+from integrations.adapters.intent_adapters._scoring import DECAY_HOURS, decayed_score_micros
+from integrations.base import (
+    ConnectorError,
+    FetchResult,
+    JsonObject,
+    NotFound,
+    Record,
+    format_utc,
+)
 
-from ._errors import sqlite_errors
-from ._records import intent_record, tombstone_record
-from ._rows import EPOCH, IntentRow, WriteBatch, canonical_json, micros, moment_of, row_of
+from ._errors import SQLiteErrors, sqlite_errors
+from ._records import record_of, tombstone_record
+from ._rows import (
+    EPOCH,
+    MICROSECOND,
+    IntentRow,
+    WriteBatch,
+    canonical_json,
+    micros,
+    moment_of,
+    row_of,
+)
 from ._schema import check_version, migrate
 from ._sync import check_horizon
 
@@ -88,14 +105,15 @@ _LIVE: Final = "id, signal, strength, created_at"
 
 ONE: Final = f"SELECT {_LIVE} FROM intents WHERE tenant = ? AND id = ? AND deleted = 0"
 
-BEST_TWO: Final = f"""
-SELECT {_LIVE}, rank_key FROM intents WHERE tenant = ? AND topic_key = ? AND deleted = 0
+BEST_TWO: Final = """
+SELECT strength, created_at, rank_key FROM intents
+WHERE tenant = ? AND topic_key = ? AND deleted = 0
 ORDER BY rank_key DESC, id LIMIT 2
 """
 """A topic's two best intents: usually the first alone decides its best score."""
 
-LEADERS: Final = f"""
-SELECT {_LIVE}, rank_key FROM intents
+LEADERS: Final = """
+SELECT strength, created_at, rank_key FROM intents
 WHERE tenant = ? AND topic_key = ? AND deleted = 0 AND rank_key >= ?
 ORDER BY rank_key DESC, id LIMIT 64
 """
@@ -133,7 +151,14 @@ with room for floating-point error."""
 
 _KEY_SLACK: Final = 1e-9
 
-_DECODER: Final = json.JSONDecoder()
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = vars(json.JSONDecoder())["scan_once"]
+"""Reads one JSON value at a position: what ``json.loads`` runs, without its checks around it
+(the decoder's own scanner, an attribute each decoder sets)."""
+
+_page: Final = builder(
+    FetchResult, ("records", "next_cursor"), {"records": (), "next_cursor": None}
+)
+"""A page from records the store built (`FetchResult.model_construct`'s result)."""
 
 
 # -- the backend ----------------------------------------------------------------------------
@@ -163,10 +188,11 @@ class LocalBackend:
         self._db = connection
         self._path = path
         self._version = version
+        self._errors = sqlite_errors(path)
 
-    def errors(self) -> contextlib.AbstractContextManager[None]:
-        """sqlite3's exceptions as the library's errors."""
-        return sqlite_errors(self._path)
+    def errors(self) -> SQLiteErrors:
+        """sqlite3's exceptions as the library's errors (one stateless manager for all calls)."""
+        return self._errors
 
     def describe(self) -> JsonObject:
         """The file, the schema version and the SQLite library in use."""
@@ -252,9 +278,9 @@ class LocalBackend:
         page = rows[: query.limit]
         records = _records(page, now)
         cursor = None
-        if len(rows) > query.limit:
-            cursor = encode_intent_cursor(_intent(page[-1]), query.fingerprint)
-        return FetchResult.model_construct(records=records, next_cursor=cursor)
+        if len(rows) > query.limit:  # the stored key is the signal's `rank_key`, bit for bit
+            cursor = cursor_after(page[-1][4], page[-1][0], query.fingerprint)
+        return _page({"records": records, "next_cursor": cursor})
 
     def one(self, tenant: str, query: IntentQuery, now: datetime) -> FetchResult:
         """The intent `query.intent_id` names, explained, if it matches the other filters.
@@ -266,20 +292,23 @@ class LocalBackend:
             raise NotFound(f"the intent store has no intent {query.intent_id!r}")
         return page_of((_intent(row),), query, now=now)
 
-    def verify(self, tenant: str, query: IntentQuery, now: datetime) -> FetchResult:
-        """The verification of `query.verify`: the topic's best score against the threshold.
+    def verify(self, tenant: str, topic: str, threshold: float, now: datetime) -> FetchResult:
+        """The verification of `topic`: its best score against `threshold`.
 
         Scores at one moment are in `rank_key` order, so the best is the first intent of the
         topic's index; the few a rounding error away from it are scored too.
         """
-        topic = query.verify or ""
         key = (tenant, topic.casefold())
         rows = self._db.execute(BEST_TWO, key).fetchall()
-        if len(rows) == 2 and rows[1][4] >= rows[0][4] - _LEADER_SLACK:
-            rows = self._db.execute(LEADERS, (*key, rows[0][4] - _LEADER_SLACK)).fetchall()
-        scores = [decayed_score(row[2], moment_of(row[3]), now) for row in rows]
-        verification = verdict(topic, max(scores) if scores else None, query.threshold)
-        return FetchResult.model_construct(records=(verification.to_record(),), next_cursor=None)
+        best = None
+        if len(rows) == 2 and rows[1][2] >= rows[0][2] - _LEADER_SLACK:
+            rows = self._db.execute(LEADERS, (*key, rows[0][2] - _LEADER_SLACK)).fetchall()
+            now_micros = micros(now)
+            best = max(decayed_score_micros(row[0], now_micros - row[1]) for row in rows)
+        elif rows:  # the first intent leads by more than a rounding error: it alone decides
+            best = decayed_score_micros(rows[0][0], micros(now) - rows[0][1])
+        record = verification_record(topic, best, threshold)
+        return _page({"records": (record,), "next_cursor": None})
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -359,7 +388,8 @@ def ranked_statement(
         key, last_id = query.after
         clauses.append("rank_key <= ? AND (rank_key < ? OR id > ?)")
         params.extend((key, key, last_id))
-    sql = f"SELECT {_LIVE} FROM intents WHERE {' AND '.join(clauses)} ORDER BY rank_key DESC, id"
+    where = " AND ".join(clauses)
+    sql = f"SELECT {_LIVE}, rank_key FROM intents WHERE {where} ORDER BY rank_key DESC, id"
     if exact is None:
         sql += " LIMIT ?"
         params.append(query.limit + 1)
@@ -373,8 +403,9 @@ def _passing(
     if min_score is None:
         return list(rows)
     chosen: list[Sequence[Any]] = []
+    now_micros = micros(now)
     for row in rows:
-        if decayed_score(row[2], moment_of(row[3]), now) >= min_score:
+        if decayed_score_micros(row[2], now_micros - row[3]) >= min_score:
             chosen.append(row)
             if len(chosen) == wanted:
                 break
@@ -384,15 +415,29 @@ def _passing(
 def _records(rows: Iterable[Sequence[Any]], now: datetime) -> tuple[Record, ...]:
     """Live intents as fetch and sync return them: what `Intent.to_record` makes of each.
 
-    One loop without calls of its own per row: a page holds up to thousands of records.
+    One loop with as few calls per row as it takes: a page holds up to thousands of records.
+    Times stay whole microseconds (the score's age is the difference, `decayed_score_micros`),
+    and a record's date is the epoch plus that many microseconds, exactly. Signals are read by
+    the JSON decoder's scanner itself (what ``json.loads`` runs, without its checks around
+    it: the store wrote every signal as canonical JSON).
     """
-    build, decode, score = intent_record, _DECODER.raw_decode, decayed_score
+    build, scan, score = record_of, _SCAN, decayed_score_micros
+    epoch, microsecond, now_micros = EPOCH, MICROSECOND, micros(now)
     records = []
-    for record_id, text, base, stamp, *_ in rows:
-        created_at = EPOCH + timedelta(microseconds=stamp)
-        data = decode(text)[0]
-        data["intent_score"] = score(base, created_at, now)
-        records.append(build(record_id, data, created_at))
+    try:
+        for row in rows:
+            record_id, text, base, stamp = row[0], row[1], row[2], row[3]
+            data = scan(text, 0)[0]
+            data["intent_score"] = score(base, now_micros - stamp)
+            updated_at = epoch + microsecond * stamp
+            records.append(
+                build({"id": record_id, "data": data, "deleted": False, "updated_at": updated_at})
+            )
+    except (StopIteration, ValueError):  # no JSON value where a signal was written
+        raise ConnectorError(
+            "the intent store holds a signal that is not JSON: the file was changed by "
+            "something other than this connector; restore it from a backup"
+        ) from None
     return tuple(records)
 
 

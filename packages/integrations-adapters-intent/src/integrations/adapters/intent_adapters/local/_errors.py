@@ -2,38 +2,59 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
+from types import TracebackType
 from typing import Final
 
 from integrations.base import ConnectionFailed, ConnectorError, InvalidRequest, TransientError
 
-__all__ = ["sqlite_errors"]
+__all__ = ["SQLiteErrors", "sqlite_errors"]
 
 _BUSY: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 _UNREACHABLE: Final = frozenset({3, 8, 10, 14})  # SQLITE_PERM, _READONLY, _IOERR, _CANTOPEN
 _DAMAGED: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
-@contextlib.contextmanager
-def sqlite_errors(path: str) -> Iterator[None]:
+def sqlite_errors(path: str) -> SQLiteErrors:
+    """A context manager that maps sqlite3's exceptions (see `SQLiteErrors`), naming `path`."""
+    return SQLiteErrors(path)
+
+
+class SQLiteErrors:
     """Map sqlite3's exceptions into the library's errors, naming the file `path`.
 
     A busy or locked file is transient (another process held the write lock past the busy
     timeout, so the session may retry); a file that cannot be opened, read or written is a
     failed connection; a damaged file is a connector error that says so; anything else is a
     connector error. Text SQLite cannot encode (lone surrogates) is an invalid request.
+
+    A plain context manager rather than a generator one: it wraps every call of the store,
+    an alignment check included, and holds no state, so one instance serves every call.
     """
-    try:
-        yield
-    except sqlite3.Error as error:
-        raise _mapped(error, path) from error
-    except UnicodeEncodeError as error:  # sqlite3 stores UTF-8, which has no lone surrogates
-        raise InvalidRequest(
-            "a filter or id holds characters that are not valid Unicode "
-            f"({error.reason}): SQLite cannot store or compare it"
-        ) from error
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None:
+            return
+        if isinstance(error, sqlite3.Error):
+            raise _mapped(error, self.path) from error
+        if isinstance(error, UnicodeEncodeError):  # sqlite3 stores UTF-8: no lone surrogates
+            raise InvalidRequest(
+                "a filter or id holds characters that are not valid Unicode "
+                f"({error.reason}): SQLite cannot store or compare it"
+            ) from error
 
 
 def _mapped(error: sqlite3.Error, path: str) -> ConnectorError:

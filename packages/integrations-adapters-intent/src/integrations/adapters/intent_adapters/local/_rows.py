@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple, TypeGuard
@@ -29,6 +29,7 @@ from integrations.base import InvalidRequest, JsonObject, PushPayload, Rejection
 
 __all__ = [
     "EPOCH",
+    "MICROSECOND",
     "IntentRow",
     "WriteBatch",
     "canonical_json",
@@ -39,7 +40,8 @@ __all__ = [
 ]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
+MICROSECOND: Final = timedelta(microseconds=1)
+"""The unit of the store's times: `micros` counts them since `EPOCH`."""
 
 _ENCODER: Final = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -55,6 +57,30 @@ _DUPLICATE: Final = "duplicate id in this payload: a push holds one change per i
 _SURROGATE: Final = "holds characters that are not valid Unicode (a lone surrogate)"
 
 
+def _dict_encoder() -> Callable[[dict[str, Any]], str]:
+    """`_ENCODER.encode` for a dict, with the C encoder made once instead of once per call.
+
+    The same encoder ``encode`` makes each time (the same spelling, the same ValueError for a
+    non-finite number), without its check for circular references: a pushed record's data
+    is JSON, and the validation a record takes fails on a cycle anyway.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    encode = make(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+    join = "".join
+
+    def encoded(value: dict[str, Any]) -> str:
+        return join(encode(value, 0))
+
+    return encoded
+
+
+_encode_dict: Final = _dict_encoder()
+
+
 def canonical_json(value: object) -> str:
     """The one JSON spelling the store keeps and compares (sorted keys, compact, finite)."""
     return _ENCODER.encode(value)
@@ -62,12 +88,12 @@ def canonical_json(value: object) -> str:
 
 def micros(moment: datetime) -> int:
     """Microseconds since the Unix epoch: exact, and ordered like the times."""
-    return (moment - EPOCH) // _MICROSECOND
+    return (moment - EPOCH) // MICROSECOND
 
 
 def moment_of(stamp: int) -> datetime:
-    """The UTC time `micros` made `stamp` of."""
-    return EPOCH + timedelta(microseconds=stamp)
+    """The UTC time `micros` made `stamp` of (exact: a timedelta times an int is)."""
+    return EPOCH + MICROSECOND * stamp
 
 
 class IntentRow(NamedTuple):
@@ -186,14 +212,14 @@ def row_of(
 
 def _row(
     record_id: str,
-    body: Mapping[str, Any],
+    body: dict[str, Any],
     topic: str,
     source: str,
     base: float,
     created_at: datetime,
     undated: JsonObject | None,
 ) -> IntentRow | str:
-    text = _ENCODER.encode(body)  # ValueError for a non-finite number
+    text = _encode_dict(body)  # ValueError for a non-finite number
     if not (text.isascii() or _is_utf8(text)):
         return f"invalid signal: a field {_SURROGATE}"
     return IntentRow(
@@ -203,7 +229,7 @@ def _row(
         source,
         base,
         rank_key_of(base, created_at),
-        (created_at - EPOCH) // _MICROSECOND,
+        (created_at - EPOCH) // MICROSECOND,
         undated,
     )
 
@@ -246,7 +272,7 @@ def _plain_row(
         stamp = _utc_spelling(created_at) or format_utc(moment)
     except (ValueError, OverflowError):
         return None
-    body: Mapping[str, Any]
+    body: dict[str, Any]
     if type(confidence) is float and type(human) is float and stamp == created_at:
         body = data  # already spelled as the store spells it
     else:
