@@ -113,7 +113,7 @@ def _data(record: Record) -> dict[str, Any]:
 def vacuum_analyze(dsn: str, schema: str) -> None:
     """What autovacuum does after a bulk load: planner statistics, GIN pending list flushed."""
     with psycopg.connect(dsn, autocommit=True) as connection:
-        for table in ("memories", "memory_words"):
+        for table in ("memories", "memory_postings"):
             connection.execute(
                 sql.SQL("VACUUM ANALYZE {}.{}").format(
                     sql.Identifier(schema), sql.Identifier(table)
@@ -170,5 +170,5 @@ _COPIED = (
             "deleted",
         ),
     ),
-    ("memory_words", ("tenant", "word", "rank", "created_seq", "id")),
+    ("memory_postings", ("tenant", "word", "rank", "first_seq", "last_seq", "seqs")),
 )

@@ -558,7 +558,7 @@ def test_text_queries_under_row_security_use_an_index(
             "needle0",
         ]
     assert connection_info(postgres_dsn, schema)["row_level_security"] == "enforced"
-    for name in ("memories", "memory_words"):
+    for name in ("memories", "memory_postings"):
         raw.execute(sql.SQL("VACUUM ANALYZE {}").format(table(schema, name)))
     backend = open_postgres(
         PostgresSettings(
@@ -571,8 +571,8 @@ def test_text_queries_under_row_security_use_an_index(
         backend.close()
     explain = f"EXPLAIN (ANALYZE, BUFFERS) {statement}"
     plan = "\n".join(str(row[0]) for row in run_as(raw, "a", explain, values))
-    assert "Index Only Scan" in plan, plan
-    assert "memory_words_pkey" in plan, plan
+    assert "using memory_postings_pkey" in plan, plan
+    assert "Index Scan using memories_recent" in plan, plan
     assert "Seq Scan" not in plan, plan
     # The statement's own tenant condition names b: the policy (tenant a) still hides b's rows.
     assert run_as(raw, "a", statement, {**values, "tenant": "b"}) == []
@@ -619,6 +619,110 @@ def test_stored_word_ranks_are_the_ranks_of_one_word_queries(
     assert stored == {key: sorted(value) for key, value in expected.items()}
     push(session, Record(id="m2", deleted=True))
     assert "m2" not in dict(run_as(raw, "acme", lexemes.as_string(raw), {}))
+
+
+def check_runs(raw: psycopg.Connection[Any], schema: str, tenant: str) -> int:
+    """Check the invariants of `tenant`'s runs against its memories; return how many runs.
+
+    Every run holds numbers, distinct, in descending order, within its range; the ranges of
+    one word and rank never overlap; and the entries are exactly (word, rank of that word
+    alone, creation number) of each word of each live memory.
+    """
+    runs = sql.SQL(
+        "SELECT word, rank, first_seq, last_seq, seqs FROM {} WHERE tenant = %(tenant)s"
+        " ORDER BY word, rank, first_seq"
+    ).format(table(schema, "memory_postings"))
+    words = sql.SQL(
+        "SELECT w.word, ts_rank(m.document, {}(w.word))::float8, m.created_seq"
+        " FROM {} AS m, unnest(tsvector_to_array(m.document)) AS w(word)"
+        " WHERE m.tenant = %(tenant)s AND NOT m.deleted"
+    ).format(sql.Identifier(schema, "word_query"), table(schema, "memories"))
+    entries: list[tuple[str, float, int]] = []
+    reached: dict[tuple[str, float], int] = {}
+    rows = run_as(raw, tenant, runs.as_string(raw), {"tenant": tenant})
+    for word, rank, first, last, numbers in rows:
+        assert numbers, (word, rank, first)  # a run left empty is deleted
+        assert numbers == sorted(set(numbers), reverse=True), (word, rank, numbers)
+        assert first <= numbers[-1], (word, rank, first, numbers)
+        assert numbers[0] <= last, (word, rank, last, numbers)
+        assert reached.get((word, rank), 0) < first, (word, rank, first)  # no overlap
+        reached[(word, rank)] = last
+        entries.extend((word, rank, number) for number in numbers)
+    assert sorted(entries) == sorted(run_as(raw, tenant, words.as_string(raw), {"tenant": tenant}))
+    return len(rows)
+
+
+def expected_ids(raw: psycopg.Connection[Any], schema: str, tenant: str, text: str) -> list[str]:
+    """The ids a text query must return, in order, computed from the memories alone."""
+    query = sql.SQL(
+        "SELECT m.id FROM {} AS m, websearch_to_tsquery('english', %(search)s) AS q"
+        " WHERE m.tenant = %(tenant)s AND NOT m.deleted AND m.document @@ q"
+        " ORDER BY ts_rank(m.document, q) DESC, m.created_seq DESC"
+    ).format(table(schema, "memories"))
+    words = " ".join(f'"{word}"' for word in text.split())
+    values: dict[str, object] = {"search": words, "tenant": tenant}
+    return [row[0] for row in run_as(raw, tenant, query.as_string(raw), values)]
+
+
+def check_answers(session: Session, raw: psycopg.Connection[Any], schema: str) -> None:
+    """One-word and two-word queries, paged 7 at a time, give the memories' own order."""
+    for text in ("alpha", "gamma", "delta", "alpha beta", "beta gamma"):
+        paged = ids(fetch_all(session, FetchQuery(text=text), limit=7))
+        assert paged == expected_ids(raw, schema, "acme", text), text
+
+
+def test_runs_keep_every_word_once_in_order_through_edits_and_deletions(
+    session: Session, raw: psycopg.Connection[Any], schema: str
+) -> None:
+    """New memories fill runs of at most 64 numbers; edits of older ones move their entries
+    in and out of the runs that hold their numbers (or runs of their own), deletions empty
+    runs, which go; queries page through the runs in (rank, newest) order throughout."""
+
+    def text(i: int) -> str:
+        return "alpha" + " beta" * (i % 3 == 0) + " alpha" * (i % 5 == 0) + f" n{i}"
+
+    push(session, *(memory(f"m{i:03d}", text(i)) for i in range(150)))
+    assert check_runs(raw, schema, "acme") > 150  # one run per word n<i>, several for alpha
+    check_answers(session, raw, schema)
+    push(session, memory("m200", "alpha gamma"))
+    check_runs(raw, schema, "acme")
+    push(
+        session,
+        memory("m010", "beta gamma"),  # leaves alpha; gamma at an old number: a run of its own
+        memory("m011", "alpha alpha alpha"),  # alpha with a new rank
+        memory("m012", "alpha delta n12"),  # keeps alpha and its rank, gains delta
+        memory("m013", text(13), ["tagged"]),  # tags only: its entries stay
+        Record(id="m014", deleted=True),
+        Record(id="m015", deleted=True),
+    )
+    check_runs(raw, schema, "acme")
+    check_answers(session, raw, schema)
+    # Every memory with alpha twice: their run empties and goes; one comes back as new.
+    push(session, *(Record(id=f"m{i:03d}", deleted=True) for i in range(0, 150, 5)))
+    check_runs(raw, schema, "acme")
+    push(session, memory("m005", "alpha alpha"), memory("m011", "alpha n11"))
+    assert check_runs(raw, schema, "acme") > 0
+    check_answers(session, raw, schema)
+    runs = sql.SQL("SELECT count(*) FROM {}").format(table(schema, "memory_postings"))
+    assert run_as(raw, "another", runs.as_string(raw), {}) == [(0,)]  # the policy holds
+
+
+def test_an_edit_of_tags_or_metadata_leaves_the_runs_alone(
+    session: Session, raw: psycopg.Connection[Any], schema: str
+) -> None:
+    push(session, memory("m1", "alpha beta"), memory("m2", "alpha"))
+    versions = sql.SQL("SELECT word, xmin::text, ctid::text FROM {} ORDER BY word").format(
+        table(schema, "memory_postings")
+    )
+    before = run_as(raw, "acme", versions.as_string(raw), {})
+    push(session, memory("m1", "alpha beta", ["new"], source="edited"))
+    assert run_as(raw, "acme", versions.as_string(raw), {}) == before
+    assert ids(session.fetch(FetchQuery(text="beta")).records) == ["m1"]
+    changes, _ = sync_all(session, SyncState())
+    assert [change.id for change in changes] == ["m2", "m1"]  # the edit took a new number
+    push(session, memory("m1", "alpha gamma", ["new"], source="edited"))
+    assert run_as(raw, "acme", versions.as_string(raw), {}) != before
+    check_runs(raw, schema, "acme")
 
 
 def test_tenant_names_are_data_not_sql(postgres_dsn: str, schema: str) -> None:
@@ -723,6 +827,81 @@ def test_a_schema_from_before_the_words_and_compaction_migrates(
         assert [r.id for r in sync_all(second, SyncState())[0]] == ["kept", "gone", "pear"]
     memory_words = sql.SQL("SELECT count(*) FROM {}").format(table(schema, "memory_words"))
     assert raw.execute(memory_words).fetchone() == (0,)  # row security covers the words too
+
+
+@pytest.mark.parametrize("secured", [True, False])
+def test_a_schema_with_one_row_per_word_migrates_to_runs(
+    postgres_dsn: str, schema: str, raw: psycopg.Connection[Any], secured: bool
+) -> None:
+    """Version 3 (one row per word of each live memory) becomes this version: the rows become
+    runs of at most 64 numbers for every tenant, the rows read the same through the
+    ``memory_words`` view, row security stays as it was, and the store reads and writes."""
+    migrate(raw, schema, target=1)
+    insert = sql.SQL(
+        "INSERT INTO {} (tenant, id, text, tags, metadata_json, created_at, updated_at,"
+        " created_seq, seq, deleted) VALUES (%s, %s, %s, '[]', '{{}}', %s, %s, %s, %s, %s)"
+    ).format(table(schema, "memories"))
+    counters = sql.SQL("INSERT INTO {} (tenant, last_seq) VALUES (%s, %s)").format(
+        table(schema, "tenants")
+    )
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    sizes = {"a": 150, "b": 20}
+    for tenant, size in sizes.items():
+        with raw.transaction():
+            raw.execute("SELECT set_config('integrations.tenant', %s, true)", (tenant,))
+            raw.execute(counters, (tenant, size + 1))
+            for seq in range(1, size + 1):
+                text = f"apple{' apple' * (seq % 4 == 0)} n{seq} of {tenant}"
+                raw.execute(insert, (tenant, f"m{seq:03d}", text, old, old, seq, seq, False))
+            raw.execute(insert, (tenant, "gone", "", old, old, size + 1, size + 1, True))
+    migrate(raw, schema, target=3)  # version 2 fills the words from the memories
+    rows = sql.SQL("SELECT word, rank, created_seq, id FROM {} WHERE tenant = %(tenant)s").format(
+        table(schema, "memory_words")
+    )
+    before = {
+        tenant: sorted(run_as(raw, tenant, rows.as_string(raw), {"tenant": tenant}))
+        for tenant in sizes
+    }
+    assert len(before["a"]) == 300  # "apple" and "n<seq>" ("of" and "a" are stop words)
+    if not secured:
+        for name in ("tenants", "memories", "memory_words"):
+            raw.execute(
+                sql.SQL(
+                    "ALTER TABLE {} DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY"
+                ).format(table(schema, name))
+            )
+    assert migrate(raw, schema) == 3
+    assert versions(raw, schema) == list(range(1, SCHEMA_VERSION + 1))
+    flags = sql.SQL(
+        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass"
+    )
+    for name in ("memories", "memory_postings"):
+        qualified = table(schema, name).as_string(raw)
+        assert raw.execute(flags, (qualified,)).fetchone() == (secured, secured), name
+    counts = {tenant: check_runs(raw, schema, tenant) for tenant in sizes}
+    assert counts["a"] == 150 + 3  # n<seq> one each; apple: 113 once (2 runs), 37 twice
+    for tenant in sizes:
+        assert (
+            sorted(run_as(raw, tenant, rows.as_string(raw), {"tenant": tenant})) == before[tenant]
+        )
+    runs = sql.SQL("SELECT count(*) FROM {}").format(table(schema, "memory_postings"))
+    assert raw.execute(runs).fetchone() == (0 if secured else sum(counts.values()),)
+    with (
+        store(postgres_dsn, schema, tenant="a", row_level_security=secured) as first,
+        store(postgres_dsn, schema, "b", row_level_security=secured) as second,
+    ):
+        for session, tenant in ((first, "a"), (second, "b")):
+            paged = ids(fetch_all(session, FetchQuery(text="apple"), limit=9))
+            assert paged == expected_ids(raw, schema, tenant, "apple")
+            assert len(paged) == sizes[tenant]
+        push(
+            first, memory("m004", "pear"), memory("m005", "apple apple n5"), memory("m999", "apple")
+        )
+        push(first, Record(id="m006", deleted=True))
+        check_runs(raw, schema, "a")
+        assert ids(fetch_all(first, FetchQuery(text="apple"), limit=9)) == expected_ids(
+            raw, schema, "a", "apple"
+        )
 
 
 def test_a_newer_schema_is_refused(

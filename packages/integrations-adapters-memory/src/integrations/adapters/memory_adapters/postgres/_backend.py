@@ -7,15 +7,23 @@ writers take turns until each commits: change numbers are handed out, and commit
 order, and a sync that has read up to number N never meets a later commit numbered at or
 below N. The write itself is one statement for the whole batch (arrays unnested server-side):
 it compares incoming memories with the stored ones, numbers only those that change (upserts
-first, then deletions), upserts them or turns them into tombstones (content cleared), swaps
-their old words in ``memory_words`` for their new ones and moves the counter on.
+first, then deletions), inserts or updates them (deletions become tombstones, content
+cleared), moves the entries of the memories whose words change in ``memory_postings`` and
+moves the counter on.
 
-Text queries start from ``memory_words``, whose primary key row security lets them use
-before its policy (equality and order on text and numbers are leakproof; the text match is
-not). A query of one lexeme reads that word's entries in (rank, creation number) order, the
-rank stored with each being the one ``ts_rank`` gives the query, and stops at the end of the
-page. A longer query intersects its words' entries, then reads those memories by primary
-key, matches them exactly (``@@``) and ranks them.
+The text index is ``memory_postings``: one row per tenant, word, rank and *run*, the run
+holding the creation numbers of live memories whose text has that word with that rank
+(``ts_rank`` of a query of that word alone), in descending order, between the row's
+``first_seq`` and ``last_seq``. The runs of one word and rank never overlap, so reading them
+by descending ``first_seq`` and each one's numbers in order lists the word's memories in
+(rank, creation number) order. A batch's new memories take numbers above every stored one,
+so their entries go into new runs (at most `RUN` numbers each); an entry of an older memory
+goes into the run whose range holds its number, or into a run of its own when none does; an
+entry leaves its run, and a run left empty goes. Text queries start from this table, whose
+primary key row security lets them use before its policy (equality and order on text and
+numbers are leakproof; the text match is not). A query of one lexeme reads that word's runs
+best first and stops at the end of the page. A longer query intersects its words' entries,
+then reads those memories, matches them exactly (``@@``) and ranks them.
 
 Compaction deletes a tenant's old tombstones and raises its horizon in one transaction that
 holds the tenant's counter row, as writes do; `changes` reads the horizon and the changes in
@@ -69,75 +77,148 @@ INSERT INTO {s}.tenants AS t (tenant, last_seq) VALUES (%s, 0)
 ON CONFLICT (tenant) DO UPDATE SET last_seq = t.last_seq
 """
 
-# Stored memories are looked up with scalar subqueries, which PostgreSQL runs per incoming row
-# through the primary key: a join would let the planner scan all of the tenant's memories.
-# The old words are found one by one by their whole key (the stored rank is recomputed
-# exactly), again in scalar subqueries, and deleted before the new ones are inserted (the
-# insert waits for the count of deletions): a word an edit keeps is deleted and inserted again.
-# New words go in in key order, which keeps the index's pages at hand.
-WRITE: Final = """
+RUN: Final = 64
+"""Creation numbers a new run of `memory_postings` holds at most. 64 numbers (about 0.5 kB)
+keep a row well below the 2 kB past which PostgreSQL compresses values or moves them out of
+line, so moving one entry rewrites little. A run grows past 64 only when text edits bring
+entries into its range, and never past the numbers its range spans. (Migration 4 cuts the
+old rows into runs of the same size.)"""
+
+# Each incoming memory's stored row is looked up once, in a lateral subquery with LIMIT 1 (so
+# PostgreSQL runs it per incoming row through the primary key: a plain join would let the
+# planner scan all of the tenant's memories). Memories not stored yet are inserted, stored ones
+# updated through the row's address found by that lookup: the tenant's counter row, locked
+# before this statement, keeps every other writer of the tenant (compaction included) out
+# until commit, so the lookup stays true for the whole statement and no insert can conflict.
+#
+# Only memories whose words change move entries: new or revived ones, new text, deletions.
+# An edit of a live memory's tags or metadata keeps its entries, which hold nothing else (the
+# ranks come from its text alone, and its creation number stays). Entries are (word, rank of
+# that word alone, creation number). Those of this batch's new numbers (above `base`) go into
+# new runs of at most `RUN` numbers. Those of older numbers (text edits, deletions) find the
+# run whose range holds their number (the run with the greatest first number at or below it,
+# if its range reaches the number); each such run is rewritten once with its numbers less the
+# leaving ones plus the arriving ones (a statement may change a row only once), or deleted
+# when none remain; an arriving entry no run holds gets a run of its own. New runs go in in
+# key order, which keeps the index's pages at hand. The arrays travel in binary: psycopg dumps
+# a text array in Python, escaping each element, several times slower than the rest of the
+# write.
+WRITE: Final = f"""
 WITH base AS (
-    SELECT last_seq FROM {s}.tenants WHERE tenant = %(tenant)s
+    SELECT last_seq FROM {{s}}.tenants WHERE tenant = %(tenant)s
 ), incoming AS (
     SELECT i.id, i.text, i.tags::jsonb AS tags, i.metadata_json, false AS deleted, i.ord,
-        (SELECT m.document FROM {s}.memories AS m
-         WHERE m.tenant = %(tenant)s AND m.id = i.id) AS old_document,
-        (SELECT m.created_seq FROM {s}.memories AS m
-         WHERE m.tenant = %(tenant)s AND m.id = i.id) AS old_created_seq
-    FROM unnest(%(ids)s::text[], %(texts)s::text[], %(tags)s::text[], %(metadata)s::text[])
+        o.ctid AS old_ctid, o.document AS old_document, o.created_seq AS old_created_seq,
+        o.deleted IS NOT FALSE OR o.text <> i.text AS reworded
+    FROM unnest(%(ids)b::text[], %(texts)b::text[], %(tags)b::text[], %(metadata)b::text[])
         WITH ORDINALITY AS i(id, text, tags, metadata_json, ord)
-    WHERE NOT coalesce((
-        SELECT NOT m.deleted AND m.text = i.text AND m.tags = i.tags::jsonb
-            AND m.metadata_json = i.metadata_json
-        FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = i.id
-    ), false)
+    LEFT JOIN LATERAL (
+        SELECT m.ctid, m.document, m.created_seq, m.deleted, m.text, m.tags, m.metadata_json
+        FROM {{s}}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = i.id LIMIT 1
+    ) AS o ON true
+    WHERE NOT coalesce(
+        NOT o.deleted AND o.text = i.text AND o.tags = i.tags::jsonb
+            AND o.metadata_json = i.metadata_json,
+        false
+    )
     UNION ALL
-    SELECT d.id, '', '[]'::jsonb, '{}', true, d.ord,
-        (SELECT m.document FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id),
-        (SELECT m.created_seq FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id)
-    FROM unnest(%(deletes)s::text[]) WITH ORDINALITY AS d(id, ord)
-    WHERE (SELECT NOT m.deleted FROM {s}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id)
+    SELECT d.id, '', '[]'::jsonb, '{{}}', true, d.ord, o.ctid, o.document, o.created_seq, true
+    FROM unnest(%(deletes)b::text[]) WITH ORDINALITY AS d(id, ord)
+    JOIN LATERAL (
+        SELECT m.ctid, m.document, m.created_seq, m.deleted
+        FROM {{s}}.memories AS m WHERE m.tenant = %(tenant)s AND m.id = d.id LIMIT 1
+    ) AS o ON NOT o.deleted
 ), numbered AS (
-    SELECT incoming.*, row_number() OVER (ORDER BY incoming.deleted, incoming.ord) AS n
+    SELECT incoming.*,
+        (SELECT last_seq FROM base)
+            + row_number() OVER (ORDER BY incoming.deleted, incoming.ord) AS seq
     FROM incoming
-), written AS (
-    INSERT INTO {s}.memories AS m (
+), inserted AS (
+    INSERT INTO {{s}}.memories AS m (
         tenant, id, text, tags, metadata_json, created_at, updated_at, created_seq, seq, deleted
     )
-    SELECT %(tenant)s, c.id, c.text, c.tags, c.metadata_json, %(now)s, %(now)s,
-        b.last_seq + c.n, b.last_seq + c.n, c.deleted
-    FROM numbered AS c CROSS JOIN base AS b
-    ON CONFLICT (tenant, id) DO UPDATE SET
-        text = EXCLUDED.text,
-        tags = EXCLUDED.tags,
-        metadata_json = EXCLUDED.metadata_json,
-        created_at = CASE WHEN m.deleted THEN EXCLUDED.created_at ELSE m.created_at END,
-        created_seq = CASE WHEN m.deleted THEN EXCLUDED.created_seq ELSE m.created_seq END,
-        updated_at = EXCLUDED.updated_at,
-        seq = EXCLUDED.seq,
-        deleted = EXCLUDED.deleted
-    RETURNING m.id, m.document, m.created_seq, m.deleted
-), unworded AS (
-    DELETE FROM {s}.memory_words AS w
-    WHERE w.ctid = ANY (ARRAY(
-        SELECT (
-            SELECT x.ctid FROM {s}.memory_words AS x
-            WHERE x.tenant = %(tenant)s AND x.word = o.word
-                AND x.rank = ts_rank(c.old_document, {s}.word_query(o.word))::float8
-                AND x.created_seq = c.old_created_seq
-        )
+    SELECT %(tenant)s, c.id, c.text, c.tags, c.metadata_json, %(now)s, %(now)s, c.seq, c.seq,
+        false
+    FROM numbered AS c WHERE c.old_ctid IS NULL
+    RETURNING m.document, m.created_seq
+), updated AS (
+    UPDATE {{s}}.memories AS m SET
+        text = c.text,
+        tags = c.tags,
+        metadata_json = c.metadata_json,
+        created_at = CASE WHEN m.deleted THEN %(now)s ELSE m.created_at END,
+        created_seq = CASE WHEN m.deleted THEN c.seq ELSE m.created_seq END,
+        updated_at = %(now)s,
+        seq = c.seq,
+        deleted = c.deleted
+    FROM numbered AS c
+    WHERE m.ctid = ANY (ARRAY(SELECT old_ctid FROM numbered WHERE old_ctid IS NOT NULL))
+        AND m.ctid = c.old_ctid AND m.tenant = %(tenant)s
+    RETURNING m.document, m.created_seq, m.deleted, c.reworded
+), arriving AS (
+    SELECT n.word, ts_rank(x.document, {{s}}.word_query(n.word))::float8 AS rank,
+        x.created_seq AS seq
+    FROM (
+        SELECT document, created_seq FROM inserted
+        UNION ALL
+        SELECT document, created_seq FROM updated WHERE reworded AND NOT deleted
+    ) AS x, unnest(tsvector_to_array(x.document)) AS n(word)
+), moving AS (
+    SELECT e.word, e.rank, e.seq, e.leaving, r.ctid AS run
+    FROM (
+        SELECT word, rank, seq, false AS leaving FROM arriving
+        WHERE seq <= (SELECT last_seq FROM base)
+        UNION ALL
+        SELECT o.word, ts_rank(c.old_document, {{s}}.word_query(o.word))::float8,
+            c.old_created_seq, true
         FROM numbered AS c, unnest(tsvector_to_array(c.old_document)) AS o(word)
-    ))
-    RETURNING 1
-), worded AS (
-    INSERT INTO {s}.memory_words (tenant, word, rank, created_seq, id)
-    SELECT %(tenant)s, n.word, ts_rank(x.document, {s}.word_query(n.word)), x.created_seq, x.id
-    FROM written AS x, unnest(tsvector_to_array(x.document)) AS n(word)
-    WHERE NOT x.deleted AND (SELECT count(*) FROM unworded) >= 0
-    ORDER BY n.word
+        WHERE c.reworded
+    ) AS e
+    LEFT JOIN LATERAL (
+        SELECT p.ctid, p.last_seq FROM {{s}}.memory_postings AS p
+        WHERE p.tenant = %(tenant)s AND p.word = e.word AND p.rank = e.rank
+            AND p.first_seq <= e.seq
+        ORDER BY p.first_seq DESC LIMIT 1
+    ) AS r ON r.last_seq >= e.seq
+), revised AS (
+    SELECT g.run, ARRAY(
+        SELECT kept FROM unnest(p.seqs) AS kept WHERE kept <> ALL (g.leaving)
+        UNION
+        SELECT unnest(g.arriving)
+        ORDER BY 1 DESC
+    ) AS seqs
+    FROM (
+        SELECT run,
+            coalesce(array_agg(seq) FILTER (WHERE leaving), '{{}}') AS leaving,
+            coalesce(array_agg(seq) FILTER (WHERE NOT leaving), '{{}}') AS arriving
+        FROM moving WHERE run IS NOT NULL GROUP BY run
+    ) AS g
+    JOIN {{s}}.memory_postings AS p ON p.ctid = g.run
+    WHERE p.ctid = ANY (ARRAY(SELECT run FROM moving WHERE run IS NOT NULL))
+), emptied AS (
+    DELETE FROM {{s}}.memory_postings AS p
+    WHERE p.ctid = ANY (ARRAY(SELECT run FROM revised WHERE cardinality(seqs) = 0))
+), rewritten AS (
+    UPDATE {{s}}.memory_postings AS p SET seqs = r.seqs
+    FROM revised AS r
+    WHERE p.ctid = ANY (ARRAY(SELECT run FROM revised WHERE cardinality(seqs) > 0))
+        AND p.ctid = r.run
+), created AS (
+    INSERT INTO {{s}}.memory_postings (tenant, word, rank, first_seq, last_seq, seqs)
+    SELECT %(tenant)s, g.word, g.rank, g.seqs[least((k + 1) * {RUN}, cardinality(g.seqs))],
+        g.seqs[k * {RUN} + 1], g.seqs[k * {RUN} + 1 : (k + 1) * {RUN}]
+    FROM (
+        SELECT word, rank, array_agg(seq ORDER BY seq DESC) AS seqs FROM arriving
+        WHERE seq > (SELECT last_seq FROM base)
+        GROUP BY word, rank
+        UNION ALL
+        SELECT word, rank, ARRAY[seq] FROM moving WHERE run IS NULL AND NOT leaving
+    ) AS g, generate_series(0, (cardinality(g.seqs) - 1) / {RUN}) AS k
+    ORDER BY g.word
 )
-UPDATE {s}.tenants SET last_seq = last_seq + (SELECT count(*) FROM written)
-WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM written)
+UPDATE {{s}}.tenants
+SET last_seq = last_seq + (SELECT count(*) FROM inserted) + (SELECT count(*) FROM updated)
+WHERE tenant = %(tenant)s AND EXISTS (SELECT 1 FROM numbered)
 """
 
 # The horizon and the changes in one statement (one snapshot); the horizon's row comes back
@@ -189,12 +270,18 @@ def search_text(words: Sequence[str]) -> str:
 
 
 # A query of one lexeme (one word, as `websearch_to_tsquery` and `to_tsvector` both find it)
-# reads that word's entries best first and stops at the page's end: the stored rank is the
-# one `ts_rank` gives such a query. A longer query intersects the entries of its rare
-# lexemes (fewer than `_RARE` entries; the rarest one when none is), then matches the
-# memories found exactly, so the common lexemes it skipped still count, and ranks them. With
-# no lexeme (only stop words) nothing is found, as the text match finds nothing. Each branch
-# runs only when its condition on the query holds (PostgreSQL tests it once).
+# reads that word's runs best first, each run's numbers in order, and stops at the page's end:
+# the stored rank is the one `ts_rank` gives such a query, and as the runs of a word and rank
+# never overlap, (rank, first number of the run, number) is (rank, number) order. The runs are
+# ordered in a subquery of their own, which PostgreSQL plans apart (an index scan, then a sort
+# of each run's numbers alone), so the memories are read only for the entries the page takes.
+# A longer query reads up to `_RARE` entries of each lexeme, intersects those of its rare
+# lexemes (fewer than `_RARE` entries; all entries of the first lexeme when none is rare),
+# then matches the memories found exactly, so the common lexemes it skipped still count, and
+# ranks them. With no lexeme (only stop words) nothing is found,
+# as the text match finds nothing. Each branch runs only when its condition on the query
+# holds (PostgreSQL tests it once). Memories are read by creation number, through the index
+# of live memories in creation order.
 _RARE: Final = 1000
 _ONE_LEXEME: Final = """(
     numnode(websearch_to_tsquery('english', %(search)s)) = 1
@@ -204,36 +291,50 @@ _M_COLUMNS: Final = ", ".join(f"m.{column}" for column in _COLUMNS.split(", "))
 
 RANKED: Final = f"""
 (
-    SELECT {_M_COLUMNS}, m.created_seq, w.rank
-    FROM {{s}}.memory_words AS w
-    JOIN {{s}}.memories AS m ON m.tenant = %(tenant)s AND m.id = w.id
-    WHERE w.tenant = %(tenant)s
-        AND w.word = (tsvector_to_array(to_tsvector('english', %(search)s)))[1]
-        AND {_ONE_LEXEME} AND NOT m.deleted {{one_word}}
-    ORDER BY w.rank DESC, w.created_seq DESC LIMIT %(limit)s
+    SELECT {_M_COLUMNS}, m.created_seq, hit.rank
+    FROM (
+        SELECT p.rank, p.first_seq, e.seq
+        FROM {{s}}.memory_postings AS p CROSS JOIN LATERAL unnest(p.seqs) AS e(seq)
+        WHERE p.tenant = %(tenant)s
+            AND p.word = (tsvector_to_array(to_tsvector('english', %(search)s)))[1]
+            AND {_ONE_LEXEME} {{runs}}
+        ORDER BY p.rank DESC, p.first_seq DESC, e.seq DESC
+    ) AS hit
+    JOIN {{s}}.memories AS m
+        ON m.tenant = %(tenant)s AND m.created_seq = hit.seq AND NOT m.deleted
+    WHERE true {{one_word}}
+    ORDER BY hit.rank DESC, hit.first_seq DESC, hit.seq DESC LIMIT %(limit)s
 ) UNION ALL (
     WITH lexemes AS (
-        SELECT l.word, (
-            SELECT count(*) FROM (
-                SELECT FROM {{s}}.memory_words AS c
-                WHERE c.tenant = %(tenant)s AND c.word = l.word LIMIT {_RARE}
-            ) AS capped
-        ) AS entries
+        SELECT l.word, ARRAY(
+            SELECT e.seq
+            FROM {{s}}.memory_postings AS c CROSS JOIN LATERAL unnest(c.seqs) AS e(seq)
+            WHERE c.tenant = %(tenant)s AND c.word = l.word LIMIT {_RARE}
+        ) AS found
         FROM unnest(tsvector_to_array(to_tsvector('english', %(search)s))) AS l(word)
         WHERE NOT {_ONE_LEXEME}
+    ), rare AS (
+        SELECT word, found FROM lexemes WHERE cardinality(found) < {_RARE}
     ), chosen AS (
-        SELECT word FROM lexemes
-        WHERE entries < {_RARE} OR word = (SELECT word FROM lexemes ORDER BY entries, word LIMIT 1)
+        SELECT found FROM rare
+        UNION ALL
+        SELECT ARRAY(
+            SELECT e.seq
+            FROM {{s}}.memory_postings AS c CROSS JOIN LATERAL unnest(c.seqs) AS e(seq)
+            WHERE c.tenant = %(tenant)s AND c.word = first.word
+        )
+        FROM (SELECT word FROM lexemes ORDER BY word LIMIT 1) AS first
+        WHERE NOT EXISTS (SELECT FROM rare)
     ), hits AS (
-        SELECT w.id FROM chosen
-        JOIN {{s}}.memory_words AS w ON w.tenant = %(tenant)s AND w.word = chosen.word
-        GROUP BY w.id HAVING count(*) = (SELECT count(*) FROM chosen)
+        SELECT e.seq FROM chosen CROSS JOIN LATERAL unnest(chosen.found) AS e(seq)
+        GROUP BY e.seq HAVING count(*) = (SELECT count(*) FROM chosen)
     )
     SELECT {_M_COLUMNS}, m.created_seq, ts_rank(m.document, q)::float8 AS rank
     FROM hits
-    JOIN {{s}}.memories AS m ON m.tenant = %(tenant)s AND m.id = hits.id
+    JOIN {{s}}.memories AS m
+        ON m.tenant = %(tenant)s AND m.created_seq = hits.seq AND NOT m.deleted
     CROSS JOIN websearch_to_tsquery('english', %(search)s) AS q
-    WHERE NOT m.deleted AND m.document @@ q {{several}}
+    WHERE m.document @@ q {{several}}
     ORDER BY rank DESC, m.created_seq DESC LIMIT %(limit)s
 )
 ORDER BY rank DESC, created_seq DESC LIMIT %(limit)s
@@ -310,7 +411,7 @@ def _configure(connection: psycopg.Connection[Row]) -> None:
     connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
-_ROW_SECURITY_TABLES: Final = ("tenants", "memories", "memory_words")
+_ROW_SECURITY_TABLES: Final = ("tenants", "memories", "memory_postings")
 
 _ROW_SECURITY: Final = """
 SELECT c.relrowsecurity AND c.relforcerowsecurity FROM pg_class c
@@ -525,15 +626,19 @@ class PostgresBackend:
     def _ranked_page(
         self, tenant: str, query: MemoryQuery, where: list[str], parameters: dict[str, object]
     ) -> tuple[str, dict[str, object]]:
-        one_word, several = list(where), list(where)
+        runs: list[str] = []
+        several = list(where)
         if query.cursor is not None:
             position = _position(query.cursor, query.fingerprint, _RANKED)
+            # A run whose first number is at or past the position holds no entry after it.
             after = "< (%(rank)s::float8, %(before)s)"
-            one_word.append(f"AND (w.rank, w.created_seq) {after}")
+            runs.append(f"AND (p.rank, p.first_seq) {after} AND (p.rank, e.seq) {after}")
             several.append(f"AND (ts_rank(m.document, q)::float8, m.created_seq) {after}")
             parameters.update(rank=_rank(position), before=_before(position))
-        statement = self._ranked.replace("{one_word}", " ".join(one_word)).replace(
-            "{several}", " ".join(several)
+        statement = (
+            self._ranked.replace("{runs}", " ".join(runs))
+            .replace("{one_word}", " ".join(where))
+            .replace("{several}", " ".join(several))
         )
         return statement, {
             **parameters,

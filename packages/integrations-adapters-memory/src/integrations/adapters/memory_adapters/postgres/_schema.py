@@ -11,15 +11,22 @@ Everything lives in one schema (the config's `schema`, ``integrations_memory`` b
   they are in the other stores); ``metadata`` is its JSONB form for filters. ``document`` is
   the text's ``tsvector``; ``created_seq`` the change number that created the memory, its
   immutable place in newest-first order;
-- ``memory_words``: one row per word of a live memory (a lexeme of its ``document``), with
-  the memory's rank for a query of that word alone (``ts_rank(document, word_query(word))``,
-  exactly the rank such a query computes), its creation number and id. Its primary key
-  (tenant, word, rank, creation number) is the text index: under row security PostgreSQL
-  applies a query's conditions to an index before the policy only when they are leakproof,
-  which equality and order on text and numbers are and the text match (``@@``) is not, so a
-  GIN index of ``document`` could serve no query under the policy. A one-word query reads
-  its best entries in order; a longer one intersects its words' entries (see `_backend`).
-  ``word_query`` makes the one-lexeme ``tsquery`` of a word, quoting it;
+- ``memory_postings``: the text index. One row per tenant, word (a lexeme of a live
+  memory's ``document``), rank and *run*: ``seqs`` holds, in descending order, the creation
+  numbers of the live memories whose text has that word with that rank (the memory's rank
+  for a query of that word alone, ``ts_rank(document, word_query(word))``, exactly the rank
+  such a query computes), all within the run's range ``first_seq`` to ``last_seq``; the
+  ranges of one word and rank never overlap. The primary key (tenant, word, rank,
+  ``first_seq``) is what text queries read: under row security PostgreSQL applies a query's
+  conditions to an index before the policy only when they are leakproof, which equality and
+  order on text and numbers are and the text match (``@@``) is not, so a GIN index of
+  ``document`` could serve no query under the policy. A one-word query reads its runs best
+  first; a longer one intersects its words' entries (see `_backend`). ``word_query`` makes
+  the one-lexeme ``tsquery`` of a word, quoting it. The view ``memory_words`` gives the runs
+  back as one row per word of each live memory (tenant, word, rank, creation number, id),
+  the table schema version 3 kept, for reading; it reads the tables with the reader's
+  rights (``security_invoker`` from PostgreSQL 15; before, its owner's, whom forced row
+  security binds too), so their policies apply;
 - ``tenants.horizon``: the tenant's compaction horizon, the highest change number compaction
   removed (0: none). A sync from before it must start again.
 
@@ -133,6 +140,59 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX memories_tombstones ON {s}.memories (tenant, updated_at) WHERE deleted;
     CREATE POLICY list_tenants ON {s}.tenants FOR SELECT
         USING (current_setting('integrations.all_tenants', true) = 'list');
+    """,
+    # 4: the words in runs: one row per tenant, word, rank and run of at most 64 creation
+    # numbers in place of one row per word of each memory, so a write inserts a few rows per
+    # word of its batch rather than one per word of each memory. The old rows become runs
+    # (the owner lifts FORCE on `memory_words` to read every tenant's, as migration 2 did on
+    # `memories`); `memory_words` becomes a view giving the old rows back, for reading.
+    """
+    CREATE TABLE {s}.memory_postings (
+        tenant text NOT NULL,
+        word text NOT NULL,
+        rank float8 NOT NULL,
+        first_seq bigint NOT NULL,
+        last_seq bigint NOT NULL,
+        seqs bigint[] NOT NULL,
+        PRIMARY KEY (tenant, word, rank, first_seq)
+    );
+    CREATE POLICY tenant_rows ON {s}.memory_postings
+        USING (tenant = current_setting('integrations.tenant', true))
+        WITH CHECK (tenant = current_setting('integrations.tenant', true));
+    DO $$
+    DECLARE
+        secured boolean;
+        forced boolean;
+    BEGIN
+        SELECT relrowsecurity, relforcerowsecurity INTO secured, forced
+        FROM pg_class WHERE oid = '{s}.memory_words'::regclass;
+        ALTER TABLE {s}.memory_words NO FORCE ROW LEVEL SECURITY;
+        INSERT INTO {s}.memory_postings (tenant, word, rank, first_seq, last_seq, seqs)
+            SELECT g.tenant, g.word, g.rank, g.seqs[least((k + 1) * 64, cardinality(g.seqs))],
+                g.seqs[k * 64 + 1], g.seqs[k * 64 + 1 : (k + 1) * 64]
+            FROM (
+                SELECT tenant, word, rank, array_agg(created_seq ORDER BY created_seq DESC)
+                FROM {s}.memory_words GROUP BY tenant, word, rank
+            ) AS g(tenant, word, rank, seqs),
+                generate_series(0, (cardinality(g.seqs) - 1) / 64) AS k;
+        IF forced THEN
+            ALTER TABLE {s}.memory_postings FORCE ROW LEVEL SECURITY;
+        END IF;
+        IF secured THEN
+            ALTER TABLE {s}.memory_postings ENABLE ROW LEVEL SECURITY;
+        END IF;
+        DROP TABLE {s}.memory_words;
+        EXECUTE format(
+            'CREATE VIEW %s.memory_words %s AS '
+            'SELECT p.tenant, p.word, p.rank, e.seq AS created_seq, m.id '
+            'FROM %s.memory_postings AS p CROSS JOIN LATERAL unnest(p.seqs) AS e(seq) '
+            'JOIN %s.memories AS m '
+            'ON m.tenant = p.tenant AND m.created_seq = e.seq AND NOT m.deleted',
+            '{s}',
+            CASE WHEN current_setting('server_version_num')::int >= 150000
+                THEN 'WITH (security_invoker = true)' ELSE '' END,
+            '{s}', '{s}');
+    END $$;
     """,
 )
 
