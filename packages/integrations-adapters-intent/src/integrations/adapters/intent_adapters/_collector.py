@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
 
 from integrations.base import (
@@ -71,6 +72,7 @@ from ._collect_report import (
     SourceReport,
     SourceStatus,
 )
+from ._construct import Builder, builder
 from ._intent import Intent
 from ._signal import Signal, parse_signal
 from .signals import (
@@ -107,6 +109,11 @@ MAX_PAGES: Final = 100
 """Pages read from one source at most (a million signals): a source that never ends stops."""
 CANCEL_GRACE_SECONDS: Final = 1.0
 """How long a source cancelled at its deadline may take to end before it is left behind."""
+_FIRST_PAGE: Final = FetchQuery(limit=PAGE_SIZE)
+_OBJECT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
+    {"max_signals": PAGE_SIZE * MAX_PAGES, "max_page_size": PAGE_SIZE}
+)
+"""The config of a session on a source object (the session validates it as it opens)."""
 
 SourceLike = (
     SignalSource
@@ -181,7 +188,7 @@ async def collect_async(
     entries = _entries(sources)
     chosen = registry or default_registry
     setup = _Setup(context, governance or chosen.governance, chosen, deadline_seconds)
-    outcomes = await asyncio.gather(*(_attempt(entry, setup) for entry in entries))
+    outcomes = await _attempt_all(entries, setup)
     merged = _merge(outcomes)
     push = None
     if push_to is not None:
@@ -277,12 +284,12 @@ class _Setup:
     def session(self, item: SourceLike) -> tuple[AsyncSession, AsyncSignalSourceConnector]:
         """A governed ``intent.signals`` session on a source object or a config."""
         meta, entry = self.identity()
+        config: SignalSourceConfig | UntrustedConfig | Mapping[str, Any]
         if isinstance(item, SignalSourceConfig | UntrustedConfig | Mapping):
             connector, config = AsyncSignalSourceConnector(), item
         else:
             source = cast(SignalSource | AsyncSignalSource, item)
-            connector = AsyncSignalSourceConnector(source)
-            config = SignalSourceConfig(max_signals=PAGE_SIZE * MAX_PAGES, max_page_size=PAGE_SIZE)
+            connector, config = AsyncSignalSourceConnector(source), _OBJECT_CONFIG
         session = AsyncSession(
             connector,
             config=config,
@@ -322,13 +329,53 @@ class _Read:
 
 
 @dataclass(frozen=True, slots=True)
+class _Harvest:
+    """A source's answer as signals, read as soon as the source answered.
+
+    The records and the connector's answer are dropped then, so a collection holds each
+    source's records only while it reads them, and the merge at the end (after the last
+    source) only drops duplicates.
+    """
+
+    signals: list[CollectedSignal]
+    """Its valid signals in its order, each with its id (duplicates still in)."""
+    rejected: list[tuple[int, str]]
+    """Its items that are not valid signals: position and reason."""
+    received: int
+    duplicates: int
+    """Duplicates its connector already dropped."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Outcome:
     label: str
     elapsed: float
-    read: _Read | None = None
+    harvest: _Harvest | None = None
     status: SourceStatus = SourceStatus.OK
     error_type: str | None = None
     error: str | None = None
+
+
+async def _attempt_all(entries: Sequence[_Entry], setup: _Setup) -> list[_Outcome]:
+    """Every source's outcome, in order; each source is started once the one before it had a
+    turn of the loop to get its request out.
+
+    Started all at once, every source's session would open before any of them reaches its
+    source: the first request would wait for the last session's setup. Started one after
+    the other (one turn of the loop each, not waiting for the answers), the first sources'
+    requests are out while the later ones are set up, and their answers come back that much
+    earlier. Each source's deadline counts from its own start.
+    """
+    tasks: list[asyncio.Future[_Outcome]] = []
+    try:
+        for entry in entries:
+            tasks.append(asyncio.ensure_future(_attempt(entry, setup)))
+            await asyncio.sleep(0)
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
 
 
 async def _attempt(entry: _Entry, setup: _Setup) -> _Outcome:
@@ -352,7 +399,7 @@ async def _attempt(entry: _Entry, setup: _Setup) -> _Outcome:
         )
     error = task.exception()
     if error is None:
-        return _Outcome(entry.label, elapsed, task.result())
+        return _Outcome(entry.label, elapsed, _harvest(entry.label, task.result()))
     if not isinstance(error, Exception):
         raise error
     return _Outcome(entry.label, elapsed, None, _status_of(error), type(error).__name__, str(error))
@@ -394,7 +441,8 @@ async def _pages(fetch: Callable[[FetchQuery], Awaitable[FetchResult]]) -> list[
     records: list[Record] = []
     cursor: str | None = None
     for _ in range(MAX_PAGES):
-        page = await fetch(FetchQuery(limit=PAGE_SIZE, cursor=cursor))
+        query = _FIRST_PAGE if cursor is None else FetchQuery(limit=PAGE_SIZE, cursor=cursor)
+        page = await fetch(query)
         records.extend(page.records)
         cursor = page.next_cursor
         if cursor is None:
@@ -432,8 +480,8 @@ def _merge(outcomes: Sequence[_Outcome]) -> _Merged:
 
 
 def _merge_one(merged: _Merged, outcome: _Outcome) -> SourceReport:
-    label, read = outcome.label, outcome.read
-    if read is None:
+    label, harvest = outcome.label, outcome.harvest
+    if harvest is None:
         return SourceReport(
             source=label,
             status=outcome.status,
@@ -441,35 +489,83 @@ def _merge_one(merged: _Merged, outcome: _Outcome) -> SourceReport:
             error_type=outcome.error_type,
             error=outcome.error,
         )
-    answer = read.answer
-    rejected = [] if answer is None else [(r.index, r.reason) for r in answer.rejections]
-    duplicates = 0 if answer is None else answer.duplicates
+    seen = merged.seen
+    duplicates = harvest.duplicates
     collected = 0
-    for index, record in enumerate(read.records):
-        try:
-            signal = _signal_of(record, read.stored)
-        except InvalidRequest as error:
-            rejected.append((index, str(error)))
-            continue
-        identifier = signal_id(signal)
-        if identifier in merged.seen:
+    for item in harvest.signals:
+        if item.id in seen:
             duplicates += 1
             continue
-        merged.seen.add(identifier)
-        merged.signals.append(CollectedSignal(id=identifier, source=label, signal=signal))
+        seen.add(item.id)
+        merged.signals.append(item)
         collected += 1
     merged.rejections.extend(
-        RejectedSignal(source=label, index=index, reason=reason) for index, reason in rejected
+        RejectedSignal(source=label, index=index, reason=reason)
+        for index, reason in harvest.rejected
     )
     return SourceReport(
         source=label,
         status=SourceStatus.OK,
         elapsed_seconds=outcome.elapsed,
-        received=len(read.records) if answer is None else answer.received,
+        received=harvest.received,
         collected=collected,
-        rejected=len(rejected),
+        rejected=len(harvest.rejected),
         duplicates=duplicates,
     )
+
+
+def _harvest(label: str, read: _Read) -> _Harvest:
+    """Each record's signal and id, or why it is none: validated once.
+
+    A record of a signal source's connector whose signal the connector kept (settled, see
+    `SourceAnswer.signals`) is taken with that signal and its id; any other record (stored
+    intents, a session handed over, a signal the JSON changes) is parsed here.
+    """
+    answer = read.answer
+    rejected = [] if answer is None else [(r.index, r.reason) for r in answer.rejections]
+    settled = {} if answer is None or read.stored else answer.settled()
+    signals: list[CollectedSignal] = []
+    for index, record in enumerate(read.records):
+        known = settled.get(id(record))
+        if known is not None and known[0] is record:  # validated by the source's connector
+            signal, identifier = known[1], record.id
+        else:
+            try:
+                signal = _signal_of(record, read.stored)
+            except InvalidRequest as error:
+                rejected.append((index, str(error)))
+                continue
+            identifier = signal_id(signal)
+        signals.append(_collected({"id": identifier, "source": label, "signal": signal}))
+    return _Harvest(
+        signals,
+        rejected,
+        received=len(read.records) if answer is None else answer.received,
+        duplicates=0 if answer is None else answer.duplicates,
+    )
+
+
+_collected: Final[Builder[CollectedSignal]] = builder(
+    CollectedSignal,
+    ("id", "source", "signal"),
+    {
+        "id": "sig-probe",
+        "source": "probe",
+        "signal": parse_signal(
+            {
+                "source": "probe",
+                "topic": "probe",
+                "momentum": "steady",
+                "confidence": 0.5,
+                "authenticity": {"human_source_pct": 50.0},
+                "streak_days": 1,
+                "created_at": "2024-01-01T00:00:00Z",
+            }
+        ),
+    },
+)
+"""A collected signal built from its id, source name and validated signal (no validation again:
+the id is a string, the name the report's, the signal a `Signal`)."""
 
 
 def _signal_of(record: Record, stored: bool) -> Signal:

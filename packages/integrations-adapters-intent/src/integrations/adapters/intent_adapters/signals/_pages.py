@@ -84,7 +84,9 @@ def parse_page_request(query: FetchQuery, *, max_page_size: int) -> PageRequest:
 
 def page_of(snapshot: Snapshot, request: PageRequest) -> FetchResult:
     """The page of `snapshot` that `request` asks for, with the cursor of the next one."""
-    matching = [record for record in snapshot.records if request.matches(record)]
+    matching: Sequence[Record] = snapshot.records
+    if request.topic is not None or request.source is not None:
+        matching = [record for record in matching if request.matches(record)]
     start = _start(matching, request)
     page = matching[start : start + request.limit]
     cursor = None
@@ -125,8 +127,14 @@ def _decode(cursor: str, fingerprint: str) -> tuple[str, str]:
 
 
 def _fingerprint(filters: JsonObject) -> str:
+    if not filters:
+        return _NO_FILTERS
     text = json.dumps(filters, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_NO_FILTERS: Final = hashlib.sha256(b"{}").hexdigest()[:16]
+"""`_fingerprint` of a fetch without filters (most fetches), worked out once."""
 
 
 def _optional_str(filters: JsonObject, key: str) -> str | None:

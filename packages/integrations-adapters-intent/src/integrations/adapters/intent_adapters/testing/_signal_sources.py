@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 from urllib.parse import urlsplit
 
 from integrations.adapters.intent_adapters._signal import Signal
@@ -51,6 +51,9 @@ __all__ = [
 SIGNALS_PATH: Final = "/signals"
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 """The largest answer `HttpSignalSource` reads."""
+MAX_HEAD_BYTES: Final = 64 * 1024
+"""The largest status line and headers `HttpSignalSource` reads."""
+_JSON_TYPE: Final = {"Content-Type": "application/json"}
 GARBAGE: Final = "<html><body>upstream is having a bad day</body></html>"
 """What a source answers when asked for garbage: a body that is not JSON at all."""
 
@@ -77,6 +80,7 @@ class SignalSourceServer(LoopbackHTTPServer):
         super().__init__(host=host, port=port, name=name)
         self._state = threading.Lock()
         self._signals: list[JsonObject] = [_json_of(signal) for signal in signals]
+        self._body = _encoded(self._signals)
         self._garbage: list[object] = []
         self.delay = delay
         self.route("GET", SIGNALS_PATH, self._answer_signals)
@@ -106,8 +110,9 @@ class SignalSourceServer(LoopbackHTTPServer):
     def set_signals(self, signals: Iterable[Signal | Mapping[str, Any]]) -> None:
         """Answer `signals` from now on (datetimes are sent in RFC 3339, UTC)."""
         converted = [_json_of(signal) for signal in signals]
+        body = _encoded(converted)
         with self._state:
-            self._signals = converted
+            self._signals, self._body = converted, body
 
     def answer_garbage(self, count: int = 1, *, body: object = GARBAGE) -> None:
         """Answer the next `count` requests with `body` (default: HTML) instead of signals."""
@@ -125,10 +130,12 @@ class SignalSourceServer(LoopbackHTTPServer):
         return BlockingHttpSignalSource(self.signals_url, timeout=timeout)
 
     def _answer_signals(self, request: HTTPRequest) -> HTTPReply:
+        """The signals, encoded once when set (every request answers the same bytes)."""
         with self._state:
-            garbage = self._garbage.pop(0) if self._garbage else None
-            body: object = list(self._signals) if garbage is None else garbage
-        return HTTPReply(body=body, delay=self._delay)
+            if not self._garbage:
+                return HTTPReply(body=self._body, headers=_JSON_TYPE, delay=self._delay)
+            garbage = self._garbage.pop(0)
+        return HTTPReply(body=garbage, delay=self._delay)
 
 
 class _LoopbackSource:
@@ -167,6 +174,10 @@ class HttpSignalSource(_LoopbackSource):
     5xx and timeouts `TransientError` (sessions retry those), 401 and 403 `AuthError`, 404
     `NotFound`, other statuses `InvalidRequest`, an unreachable server or a connection that
     ends without an answer `ConnectionFailed`.
+
+    The exchange is a small `asyncio.Protocol` (`_Exchange`) rather than streams: a
+    collection reads dozens of these sources at once on one loop, and each answer then costs
+    one callback per chunk received.
     """
 
     async def fetch_signals(self) -> Sequence[Mapping[str, Any]]:
@@ -176,31 +187,94 @@ class HttpSignalSource(_LoopbackSource):
                 status, retry_after, body = await self._exchange()
         except TimeoutError:
             raise TransientError(f"{self.url} did not answer within {self.timeout} s") from None
-        except (OSError, ValueError, asyncio.IncompleteReadError) as error:
+        except (OSError, ValueError) as error:
             raise ConnectionFailed(f"cannot read {self.url}: {type(error).__name__}") from None
         answer: Sequence[Mapping[str, Any]] = self._answer(status, retry_after, body)
         return answer
 
     async def _exchange(self) -> tuple[int, str | None, bytes]:
-        reader, writer = await asyncio.open_connection(self._host, self._port)
+        request = (
+            f"GET {self._target} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
+            "Accept: application/json\r\nConnection: close\r\n\r\n"
+        ).encode("ascii")
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[tuple[int, str | None, bytes]] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda: _Exchange(request, answered), self._host, self._port
+        )
         try:
-            request = (
-                f"GET {self._target} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-                "Accept: application/json\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(request.encode("ascii"))
-            await writer.drain()
-            status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
-            length = headers.get("content-length")
-            if length is None:
-                body = await reader.read(MAX_BODY_BYTES)
-            elif int(length) > MAX_BODY_BYTES:
-                raise ValueError("the answer is too large")
-            else:
-                body = await reader.readexactly(int(length))
-            return status, headers.get("retry-after"), body
+            return await answered
         finally:
-            writer.close()
+            transport.close()
+
+
+class _Exchange(asyncio.Protocol):
+    """One request written on connecting, one answer read: (status, Retry-After, body).
+
+    The answer is complete when its ``Content-Length`` bytes have arrived, or (without that
+    header) when the server closes the connection. A connection that ends before, or an
+    answer over `MAX_BODY_BYTES`, settles the future with an `OSError` or a `ValueError`.
+    """
+
+    def __init__(
+        self, request: bytes, answered: asyncio.Future[tuple[int, str | None, bytes]]
+    ) -> None:
+        self._request = request
+        self._answered = answered
+        self._received = bytearray()
+        self._head: tuple[int, dict[str, str], int] | None = None
+        """Status, headers, and where the body starts, once the head has arrived."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.WriteTransport, transport).write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        if self._answered.done():
+            return
+        self._received += data
+        try:
+            self._advance()
+        except ValueError as error:
+            self._answered.set_exception(error)
+
+    def eof_received(self) -> bool:
+        self._end(ConnectionResetError("the connection ended before the whole answer"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc or ConnectionResetError("the connection ended before the whole answer"))
+
+    def _advance(self) -> None:
+        if len(self._received) > MAX_BODY_BYTES + MAX_HEAD_BYTES:
+            raise ValueError("the answer is too large")
+        if self._head is None:
+            end = self._received.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._received) > MAX_HEAD_BYTES:
+                    raise ValueError("the answer's head is too large")
+                return
+            status, headers = _head(bytes(self._received[:end]))
+            self._head = (status, headers, end + 4)
+        status, headers, start = self._head
+        length = headers.get("content-length")
+        if length is None:
+            return  # the body ends with the connection
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            raise ValueError("the answer's length is not one this source reads")
+        if len(self._received) - start >= int(length):
+            body = bytes(self._received[start : start + int(length)])
+            self._answered.set_result((status, headers.get("retry-after"), body))
+
+    def _end(self, error: Exception) -> None:
+        """The connection ended: the answer is what arrived if its length was not given."""
+        if self._answered.done():
+            return
+        if self._head is not None and "content-length" not in self._head[1]:
+            status, headers, start = self._head
+            body = bytes(self._received[start:])
+            self._answered.set_result((status, headers.get("retry-after"), body))
+            return
+        self._answered.set_exception(error)
 
 
 class BlockingHttpSignalSource(_LoopbackSource):
@@ -285,6 +359,11 @@ def _parsed(where: str, body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         raise InvalidSourceAnswer(f"the signals at {where} are not JSON") from None
+
+
+def _encoded(signals: list[JsonObject]) -> bytes:
+    """The JSON list a server answers, as `HTTPReply` would encode it."""
+    return json.dumps(signals).encode()
 
 
 def _json_of(signal: Signal | Mapping[str, Any]) -> JsonObject:
