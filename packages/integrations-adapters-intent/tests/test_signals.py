@@ -51,11 +51,13 @@ from integrations.base import (
     MemoryAuditSink,
     NotFound,
     NotSupported,
+    PolicyError,
     PushPayload,
     RateLimited,
     Registry,
     Session,
     TransientError,
+    UntrustedConfig,
 )
 from integrations.base import registry as registry_module
 
@@ -63,6 +65,7 @@ pytestmark = pytest.mark.timeout(60)
 
 CONTEXT = AuthContext(tenant="acme", actor="alice")
 FILE_SOURCE = "integrations.adapters.intent_adapters.testing._signal_sources:JsonFileSignalSource"
+STATIC_SOURCE = "integrations.adapters.intent_adapters.testing:StaticSignalSource"
 HTTP_SOURCE = "integrations.adapters.intent_adapters.testing._signal_sources:HttpSignalSource"
 DATED = "2025-03-01T12:00:00Z"
 MARKED_MODULE = "intent_marked_source"
@@ -175,7 +178,7 @@ def test_invalid_signals_are_left_out_logged_and_kept_in_the_answer(
         json.dumps([signal("good"), signal(confidence=float("nan")), {"topic": ""}, "text"])
     )
     config = file_config(signal_file)
-    caplog.set_level(logging.WARNING, "integrations.adapters.intent.signals")
+    caplog.set_level(logging.WARNING, "integrations.intent.signals")
     with registry.open("intent.signals", config=config, context=CONTEXT) as session:
         records = session.fetch(FetchQuery()).records
         answer = session.connector.answer  # type: ignore[attr-defined]  # SignalSourceConnector
@@ -384,6 +387,30 @@ def test_an_admitted_module_is_imported_built_with_its_options_and_closed_at_rev
     assert marked_module.exists()
     assert record.data["source"] == "from options"
     assert (marked_module.parent / "closed.mark").read_text() == "closed"
+
+
+def test_a_tenant_may_name_only_a_tenant_safe_class_and_a_refusal_is_a_denial(
+    monkeypatch: pytest.MonkeyPatch, marked_module: Path, audit: MemoryAuditSink
+) -> None:
+    admitting = Registry(allowed_modules=("integrations.", MARKED_MODULE))
+    monkeypatch.setattr(registry_module, "default_registry", admitting)
+    sessions = Registry(governance=Governance(audit=audit))
+    tenant_config = UntrustedConfig({"source": f"{MARKED_MODULE}:Source"}, origin="tenant form")
+    with (
+        pytest.raises(PolicyError, match="not marked safe for configs from tenants"),
+        sessions.open("intent.signals", config=tenant_config, context=CONTEXT),
+    ):
+        pass
+    assert started(audit) == []  # the connector was never called, nothing to revoke
+    denials = [(e.operation, e.outcome, e.detail) for e in audit.events if e.outcome]
+    assert denials == [
+        ("connect", "denied", "UNTRUSTED_CONFIG_REFUSED source class not safe for tenants")
+    ]
+    assert not (marked_module.parent / "closed.mark").exists()
+    safe = UntrustedConfig({"source": STATIC_SOURCE, "options": {"signals": [signal("safe")]}})
+    with sessions.open("intent.signals", config=safe, context=CONTEXT) as session:
+        (record,) = session.fetch(FetchQuery()).records
+    assert record.data["topic"] == "safe"
 
 
 def test_options_the_class_refuses_are_a_config_error_that_shows_no_value(

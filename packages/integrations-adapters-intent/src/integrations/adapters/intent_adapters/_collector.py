@@ -97,7 +97,7 @@ __all__ = [
     "collect_async",
 ]
 
-logger = logging.getLogger("integrations.adapters.intent.collector")
+logger = logging.getLogger("integrations.intent.collector")
 
 DEFAULT_DEADLINE_SECONDS: Final = 10.0
 DEFAULT_BATCH_SIZE: Final = 500

@@ -98,7 +98,7 @@ from ._sync import decode_sync_state, encode_sync_state
 
 __all__ = ["LocalIntentConfig", "LocalIntentConnector"]
 
-logger = logging.getLogger("integrations.intent")
+logger = logging.getLogger("integrations.intent.local")
 
 _CENTURY_DAYS: Final = 100 * 366
 _CENTURY: Final = _CENTURY_DAYS * 24 * 3600.0

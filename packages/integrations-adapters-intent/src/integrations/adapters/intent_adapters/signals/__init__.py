@@ -27,7 +27,7 @@ wherever it is read, and exact duplicates collapse into the first), ``data`` the
 JSON, ``updated_at`` its ``created_at``. A signal without ``created_at`` is dated by the fetch
 that reads it, so its id changes from one fetch to the next: sources that want stable ids
 date their signals. Invalid signals are left out: the connector logs how many
-(``integrations.adapters.intent.signals``) and keeps the details of its latest read in
+(``integrations.intent.signals``) and keeps the details of its latest read in
 `SignalSourceConnector.answer` (positions and reasons), which the collector reports. An
 answer that is not a list of signals raises `InvalidSourceAnswer` (an `InvalidRequest`);
 anything else the source raises outside the library's errors becomes a `ConnectorError`
@@ -81,6 +81,7 @@ from ._source import (
     AnySignalSource,
     AsyncSignalSource,
     SignalSource,
+    check_tenant_safe,
     is_async_source,
     refusal,
     split_source_path,
@@ -128,6 +129,15 @@ class SignalSourceConfig(ConnectorConfig):
         if refused is not None:
             raise ValueError(refused)
         return value
+
+    def admit_untrusted(self) -> None:
+        """Refuse, for a tenant's config, a source class not marked ``tenant_safe = True``.
+
+        The session calls this before the connector, so the refusal is an audited denial of
+        the ``connect`` step; the class is imported (its module is allowlisted) but not built.
+        """
+        if self.source is not None:
+            check_tenant_safe(self.source)
 
 
 class SignalSourceConnector(BaseConnector[SignalSourceConfig]):

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Binding", "SourceCore", "asking"]
 
-logger = logging.getLogger("integrations.adapters.intent.signals")
+logger = logging.getLogger("integrations.intent.signals")
 
 _PROCESS_KEY: Final = secrets.token_urlsafe(18)
 """Drawn once: names below are this key and a counter, unique and not guessable, and cheap.

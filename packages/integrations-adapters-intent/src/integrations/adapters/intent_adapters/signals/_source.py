@@ -96,14 +96,9 @@ def load_source(path: str, options: JsonObject, *, for_tenant: bool = False) -> 
     values are never shown); errors of the library's tree raised by the constructor are
     passed on as they are.
     """
-    module_name, class_name = _checked(path)
-    cls = _class_of(path, module_name, class_name)
-    if for_tenant and getattr(cls, TENANT_SAFE, False) is not True:
-        raise PolicyError(
-            f"source class {path} is not marked safe for configs from tenants "
-            f"({TENANT_SAFE} = True): only the platform may configure it",
-            "source class not safe for tenants",
-        )
+    cls = _class_at(path)
+    if for_tenant:
+        _refuse_unless_tenant_safe(cls, path)
     try:
         source = cls(**options)
     except IntegrationsError:
@@ -117,6 +112,28 @@ def load_source(path: str, options: JsonObject, *, for_tenant: bool = False) -> 
     if not callable(getattr(source, "fetch_signals", None)):
         raise _problem("source", f"{path} has no fetch_signals() method: it is not a signal source")
     return cast(AnySignalSource, source)
+
+
+def check_tenant_safe(path: str) -> None:
+    """Raise `PolicyError` unless the class `path` names is marked ``tenant_safe = True``.
+
+    The allowlist is checked before the module is imported; the class is not built.
+    """
+    _refuse_unless_tenant_safe(_class_at(path), path)
+
+
+def _refuse_unless_tenant_safe(cls: type[Any], path: str) -> None:
+    if getattr(cls, TENANT_SAFE, False) is not True:
+        raise PolicyError(
+            f"source class {path} is not marked safe for configs from tenants "
+            f"({TENANT_SAFE} = True): only the platform may configure it",
+            "source class not safe for tenants",
+        )
+
+
+def _class_at(path: str) -> type[Any]:
+    module_name, class_name = _checked(path)
+    return _class_of(path, module_name, class_name)
 
 
 def _checked(path: str) -> tuple[str, str]:
