@@ -336,7 +336,8 @@ def main() -> None:
         "--query-words",
         choices=sorted(QUERY_WORDS),
         default="topic",
-        help="what the text queries ask: " + "; ".join(f"{k}: {v}" for k, v in QUERY_WORDS.items()),
+        help="what the text queries ask: "
+        + "; ".join(f"{k}: {v}" for k, v in QUERY_WORDS.items()).replace("%", "%%"),
     )
     args = parser.parse_args()
     results = []
