@@ -25,6 +25,7 @@ from integrations.base.testing import (
     HTTPDrop,
     HTTPReply,
     HTTPRequest,
+    HTTPStream,
     InvalidBody,
     LoopbackHTTPServer,
 )
@@ -416,6 +417,76 @@ def test_parallel_requests_are_answered_in_parallel() -> None:
     assert statuses == [200] * 50
     assert server.count("/items/{item_id}") == 50
     assert elapsed < 2.5
+
+
+# -- streamed answers ---------------------------------------------------------------------------
+
+
+def test_a_stream_is_read_piece_by_piece_while_it_is_produced() -> None:
+    release = threading.Event()
+    produced: list[int] = []
+    closed = threading.Event()
+
+    def pieces() -> Iterator[bytes]:
+        try:
+            for number in range(3):
+                if number == 2:
+                    release.wait(5.0)
+                produced.append(number)
+                yield f"piece {number}\n".encode()
+        finally:
+            closed.set()
+
+    with LoopbackHTTPServer() as server:
+        server.route("GET", "/events", lambda _: HTTPStream(pieces(), headers={"X-Kind": "t"}))
+        with (
+            httpx.Client(base_url=server.url, timeout=5.0) as http,
+            http.stream("GET", "/events") as response,
+        ):
+            lines = response.iter_lines()
+            assert next(lines) == "piece 0"
+            assert next(lines) == "piece 1"
+            assert produced == [0, 1]  # the last piece is not produced yet
+            release.set()
+            assert list(lines) == ["piece 2"]
+            assert response.headers["transfer-encoding"] == "chunked"
+            assert response.headers["x-kind"] == "t"
+        assert closed.is_set()
+
+
+def test_a_client_that_leaves_early_closes_the_stream() -> None:
+    closed = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        try:
+            for _ in range(10_000):
+                yield b"x" * 1024
+        finally:
+            closed.set()
+
+    with LoopbackHTTPServer() as server:
+        server.route("GET", "/endless", lambda _: HTTPStream(endless(), interval=0.001))
+        with (
+            httpx.Client(base_url=server.url, timeout=5.0) as http,
+            http.stream("GET", "/endless") as response,
+        ):
+            assert len(next(response.iter_raw())) > 0
+        eventually(closed.is_set)
+
+
+def test_stop_ends_a_stream_waiting_between_pieces() -> None:
+    server = LoopbackHTTPServer()
+    server.route("GET", "/slow", lambda _: HTTPStream(iter([b"a", b"b"]), interval=60.0))
+    server.start()
+    with (
+        httpx.Client(base_url=server.url, timeout=5.0) as http,
+        http.stream("GET", "/slow") as response,
+    ):
+        raw = response.iter_raw()
+        assert next(raw) == b"a"
+        server.stop()
+        with pytest.raises(httpx.RemoteProtocolError):
+            list(raw)
 
 
 # -- bearer token ------------------------------------------------------------------------------

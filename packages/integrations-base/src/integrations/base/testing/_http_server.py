@@ -25,7 +25,9 @@ A request goes through these stages, in order:
    waits and then lets the request go on;
 4. an unknown path answers 404 and a method the path does not serve 405 (with ``Allow``);
 5. with a `bearer_token`, a request without ``Authorization: Bearer <token>`` answers 401;
-6. the path's script (`script`) or else its route's handler answers.
+6. the path's script (`script`) or else its route's handler answers: an `HTTPReply`, an
+   `HTTPDrop`, or an `HTTPStream`, whose body is sent piece by piece as it is produced
+   (chunked transfer encoding), for clients that read server-sent events as they come.
 
 Every wait (latency, delays, scripted delays) ends at once when the server stops. Stopping
 also shuts down the connections clients keep open, joins every connection thread (bounded)
@@ -47,7 +49,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -60,6 +62,7 @@ __all__ = [
     "HTTPDrop",
     "HTTPReply",
     "HTTPRequest",
+    "HTTPStream",
     "InvalidBody",
     "LoopbackHTTPServer",
     "RouteHandler",
@@ -190,7 +193,26 @@ class HTTPDrop:
     delay: float = 0.0
 
 
-RouteHandler = Callable[[HTTPRequest], HTTPReply | HTTPDrop]
+@dataclass(frozen=True)
+class HTTPStream:
+    """Answer with `status` and `headers`, then send each piece `chunks` yields as it comes.
+
+    The body goes out with chunked transfer encoding, one chunk per piece, written as soon as
+    the iterator yields it, so a client sees the first pieces while later ones are still being
+    produced (server-sent events, long downloads). `interval` seconds pass before each piece
+    after the first; stopping the server cuts the wait short and ends the answer. A client
+    that closes the connection early ends it too: the iterator is closed (a generator's
+    ``finally`` runs). ``Content-Type`` defaults to ``application/octet-stream``.
+    """
+
+    chunks: Iterable[bytes]
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    interval: float = 0.0
+
+
+RouteHandler = Callable[[HTTPRequest], HTTPReply | HTTPDrop | HTTPStream]
 """What a route calls for each request it serves: the request in, the answer out."""
 
 
@@ -469,7 +491,7 @@ class LoopbackHTTPServer:
 
     def _answer(
         self, method: str, target: str, pairs: list[tuple[str, str]], body: bytes
-    ) -> HTTPReply | HTTPDrop | None:
+    ) -> HTTPReply | HTTPDrop | HTTPStream | None:
         """The answer to one request; None when the server stopped while it waited."""
         parts = urlsplit(target)
         arrived = time.monotonic()
@@ -506,6 +528,7 @@ class LoopbackHTTPServer:
             return HTTPReply(
                 401, {"error": "a valid bearer token is required"}, {"WWW-Authenticate": "Bearer"}
             )
+        step: HTTPReply | HTTPDrop | HTTPStream
         if resolved.scripted:
             step = self._next_step(parts.path)
         else:
@@ -545,7 +568,7 @@ class LoopbackHTTPServer:
 
     def _call(
         self, handler: tuple[RouteHandler, int], request: HTTPRequest
-    ) -> HTTPReply | HTTPDrop:
+    ) -> HTTPReply | HTTPDrop | HTTPStream:
         function, invalid_body_status = handler
         try:
             answer: object = function(request)  # untyped handlers return anything
@@ -555,7 +578,7 @@ class LoopbackHTTPServer:
             self._failed(error)
             kind = type(error).__name__
             return HTTPReply(500, {"error": f"the handler of {request.route} raised {kind}"})
-        if not isinstance(answer, HTTPReply | HTTPDrop):
+        if not isinstance(answer, HTTPReply | HTTPDrop | HTTPStream):
             kind = type(answer).__name__
             self._failed(TypeError(f"the handler of {request.route} returned a {kind}"))
             return HTTPReply(500, {"error": f"the handler of {request.route} returned a {kind}"})
@@ -724,6 +747,9 @@ class _Handler(BaseHTTPRequestHandler):
         if answer is None or isinstance(answer, HTTPDrop):
             self.close_connection = True  # nothing written: the client sees the connection end
             return
+        if isinstance(answer, HTTPStream):
+            self._stream(answer)
+            return
         content, content_type = answer.payload()
         self.send_response(answer.status)
         if not any(name.lower() == "content-type" for name in answer.headers):
@@ -734,6 +760,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(content)
+
+    def _stream(self, answer: HTTPStream) -> None:
+        """Send `answer`'s pieces as chunks, each as soon as it is produced."""
+        self.send_response(answer.status)
+        if not any(name.lower() == "content-type" for name in answer.headers):
+            self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        pieces = iter(answer.chunks)
+        owner = self.server.owner
+        try:
+            for number, piece in enumerate(pieces):
+                if number and not owner._wait(answer.interval):
+                    self.close_connection = True  # stopped: the answer ends unfinished
+                    return
+                if piece:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client closed the connection early
+            self.close_connection = True
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
