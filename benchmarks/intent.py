@@ -1,9 +1,10 @@
 """Intent adapters: the collector, intent.local and intent.engine against their baselines.
 
 In one run:
-  collector  50 signal sources, each a real HTTP server on 127.0.0.1 answering after 100 ms,
-             collected by `collect` (every source in its own governed session) vs the slowest
-             single source collected alone. Target: wall time <= 1.5x the slowest source.
+  collector  50 signal sources, each a real HTTP server on 127.0.0.1 answering after 100 ms
+             (all 50 in one process apart from the collector's, as sources are other
+             services), collected by `collect` (every source in its own governed session) vs
+             the slowest single source collected alone. Target: wall time <= 1.5x the slowest.
              The legacy collector (one source after another) is timed too, for reference.
   push       10,000 signals pushed into intent.local through a governed `Session` (batches of
              1,000) vs raw sqlite3 writes (executemany of plain INSERTs, the derived columns
@@ -58,7 +59,6 @@ from integrations.adapters.intent_adapters import (
     intent_aligned,
 )
 from integrations.adapters.intent_adapters.local._schema import migrate
-from integrations.adapters.intent_adapters.testing import SignalSourceServer
 from integrations.adapters.intent_adapters.testing._signal_sources import HttpSignalSource
 from integrations.base import (
     AuthContext,
@@ -112,14 +112,22 @@ def median_rounds(rounds: int, *sides: Callable[[], float]) -> list[float]:
 # -- collector ----------------------------------------------------------------------------
 
 
+SOURCES_SCRIPT = """
+import contextlib, json, sys
+from integrations.adapters.intent_adapters.testing import SignalSourceServer
+batches = json.loads(sys.stdin.readline())
+with contextlib.ExitStack() as stack:
+    for batch in batches:
+        print(stack.enter_context(SignalSourceServer(batch, delay=0.1)).signals_url, flush=True)
+    sys.stdin.read()
+"""
+
+
 def collector(args: argparse.Namespace) -> list[str]:
     batch = signals(20 * 50, seed=3)
-    with contextlib.ExitStack() as stack:
-        servers = [
-            stack.enter_context(SignalSourceServer(batch[i * 20 : (i + 1) * 20], delay=0.1))
-            for i in range(50)
-        ]
-        sources = [HttpSignalSource(server.signals_url) for server in servers]
+    batches = [batch[i * 20 : (i + 1) * 20] for i in range(50)]
+    with server_process(SOURCES_SCRIPT, json.dumps(batches), len(batches)) as urls:
+        sources = [HttpSignalSource(url) for url in urls]
 
         def together() -> float:
             started = time.perf_counter()
@@ -139,8 +147,8 @@ def collector(args: argparse.Namespace) -> list[str]:
 
         def sequential() -> float:
             started = time.perf_counter()
-            for server in servers:
-                parts = urlsplit(server.signals_url)
+            for url in urls:
+                parts = urlsplit(url)
                 connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
                 connection.request("GET", parts.path)
                 json.loads(connection.getresponse().read())
@@ -329,29 +337,33 @@ def local_reads(scratch: Path, batch: list[dict[str, Any]], args: argparse.Names
 # -- intent.engine ----------------------------------------------------------------------------
 
 ENGINE_SCRIPT = """
-import sys, threading
+import sys
 from integrations.adapters.intent_adapters.testing import IntentEngineServer
-with IntentEngineServer(latency=float(sys.argv[1])) as server:
+with IntentEngineServer(latency=float(sys.stdin.readline())) as server:
     print(server.url, flush=True)
     sys.stdin.read()
 """
 
 
 @contextlib.contextmanager
-def engine_process(latency: float) -> Iterator[str]:
-    """An Intent Engine test server in a process of its own; its URL."""
+def server_process(script: str, argument: str, count: int) -> Iterator[list[str]]:
+    """Test servers started by `script` in a process of their own; their `count` URLs.
+
+    The script reads `argument` as its first line of input, prints one URL per server, and
+    serves until its input closes, as a deployment's services run apart from the platform.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-c", ENGINE_SCRIPT, str(latency)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
+        assert process.stdin is not None
         assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError("the engine process did not start")
-        yield url
+        process.stdin.write(argument + "\n")
+        process.stdin.flush()
+        urls = [process.stdout.readline().strip() for _ in range(count)]
+        if not all(url.startswith("http://127.0.0.1:") for url in urls):
+            raise RuntimeError("the server process did not start")
+        yield urls
     finally:
         assert process.stdin is not None
         process.stdin.close()
@@ -364,7 +376,7 @@ def engine_process(latency: float) -> Iterator[str]:
 
 def engine_push(latency: float, batch: list[dict[str, Any]], args: argparse.Namespace) -> str:
     records = tuple(Record(id=f"e{n:05d}", data=s) for n, s in enumerate(batch))
-    with engine_process(latency) as url:
+    with server_process(ENGINE_SCRIPT, str(latency), 1) as (url,):
         parts = urlsplit(url)
 
         def governed() -> float:
