@@ -15,6 +15,8 @@ from ._audit import (
     load_audit_sink,
 )
 from ._connector import (
+    ActionConnector,
+    AsyncActionConnector,
     AsyncBaseConnector,
     AsyncConnector,
     BaseConnector,
@@ -61,6 +63,9 @@ from ._exceptions import (
 )
 from ._governance import EgressRuleSettings, Governance, GovernanceSettings, UntrustedSettings
 from ._models import (
+    ActionChunk,
+    ActionRequest,
+    ActionResult,
     AuthContext,
     AuthToken,
     Connection,
@@ -107,6 +112,11 @@ __all__ = [
     "DEFAULT_PORTS",
     "NO_RETRY",
     "UNRESTRICTED",
+    "ActionChunk",
+    "ActionConnector",
+    "ActionRequest",
+    "ActionResult",
+    "AsyncActionConnector",
     "AsyncBaseConnector",
     "AsyncConnector",
     "AsyncSession",

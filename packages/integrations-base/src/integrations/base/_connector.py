@@ -4,17 +4,28 @@ A connector talks to one external system through six operations: `auth(context)`
 `connect(config)`, `fetch(query)`, `push(payload)`, `sync(state)` and `revoke(token)`. The
 three data operations are optional; a connector declares which ones it offers in
 `capabilities`, and the others raise `NotSupported`.
+
+A seventh, optional operation runs *named actions* (``model_invoke``, ``tool_call`` ...):
+`invoke(request)` answers one `ActionResult`, `stream(request)` yields `ActionChunk`s. A
+connector lists the actions it implements in `actions`; the protocols for such connectors
+are `ActionConnector` and `AsyncActionConnector`, so that every connector written before
+actions still satisfies `Connector` unchanged.
 """
 
 from __future__ import annotations
 
 import abc
 import inspect
+import re
+from collections.abc import AsyncIterator, Iterator
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, NoReturn, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Final, Generic, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from ._exceptions import ContractError, NotSupported
 from ._models import (
+    ActionChunk,
+    ActionRequest,
+    ActionResult,
     AuthContext,
     AuthToken,
     Connection,
@@ -29,8 +40,12 @@ from ._models import (
 )
 
 __all__ = [
+    "ACTION_NAME_PATTERN",
     "LIFECYCLE_METHODS",
     "OPERATION_METHODS",
+    "RESERVED_ACTION_NAMES",
+    "ActionConnector",
+    "AsyncActionConnector",
     "AsyncBaseConnector",
     "AsyncConnector",
     "BaseConnector",
@@ -58,6 +73,25 @@ LIFECYCLE_METHODS: tuple[str, ...] = ("auth", "connect", "revoke")
 
 OPERATION_METHODS: tuple[str, ...] = tuple(capability.value for capability in Capability)
 """Methods a connector implements when it declares the matching capability."""
+
+ACTION_NAME_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$"
+"""What a named action may be called (``model_invoke``, ``tool_call`` ...)."""
+
+RESERVED_ACTION_NAMES: Final = frozenset(
+    (*LIFECYCLE_METHODS, *OPERATION_METHODS, "invoke", "stream", "circuit", "egress")
+)
+"""Names an action may not take: the contract's own operations and the audit's step names."""
+
+_ACTION_NAME: Final = re.compile(ACTION_NAME_PATTERN)
+
+
+def action_name_problem(name: object) -> str | None:
+    """Why `name` cannot name an action, or None when it can."""
+    if not isinstance(name, str) or not _ACTION_NAME.match(name):
+        return f"{name!r} is not an action name (letters, digits, _ . -; at most 64)"
+    if name in RESERVED_ACTION_NAMES:
+        return f"{name!r} is reserved and cannot name an action"
+    return None
 
 
 @runtime_checkable
@@ -127,6 +161,32 @@ class BaseConnector(abc.ABC, Generic[ConfigT]):
     def revoke(self, token: AuthToken) -> RevokeResult:
         """Revoke `token` and release the connection."""
 
+    def invoke(self, request: ActionRequest) -> ActionResult:
+        """Run the named action `request.action` and return its answer."""
+        _action_not_supported(self, request)
+
+    def stream(self, request: ActionRequest) -> Iterator[ActionChunk]:
+        """Run the named action and yield its answer piece by piece.
+
+        Closing the iterator early must release the underlying response.
+        """
+        _action_not_supported(self, request)
+
+
+@runtime_checkable
+class ActionConnector(Connector[ConfigT_contra], Protocol[ConfigT_contra]):
+    """A connector that also runs named actions (`actions` lists them)."""
+
+    actions: ClassVar[frozenset[str]]
+
+    def invoke(self, request: ActionRequest) -> ActionResult:
+        """Run the named action `request.action` and return its answer."""
+        ...
+
+    def stream(self, request: ActionRequest) -> Iterator[ActionChunk]:
+        """Run the named action and yield its answer piece by piece."""
+        ...
+
 
 @runtime_checkable
 class AsyncConnector(Protocol[ConfigT_contra]):
@@ -190,9 +250,39 @@ class AsyncBaseConnector(abc.ABC, Generic[ConfigT]):
     async def revoke(self, token: AuthToken) -> RevokeResult:
         """Revoke `token` and release the connection."""
 
+    async def invoke(self, request: ActionRequest) -> ActionResult:
+        """Run the named action `request.action` and return its answer."""
+        _action_not_supported(self, request)
+
+    def stream(self, request: ActionRequest) -> AsyncIterator[ActionChunk]:
+        """Run the named action and yield its answer piece by piece (an async generator).
+
+        Closing the iterator early (``aclose``) must release the underlying response.
+        """
+        _action_not_supported(self, request)
+
+
+@runtime_checkable
+class AsyncActionConnector(AsyncConnector[ConfigT_contra], Protocol[ConfigT_contra]):
+    """The async twin of `ActionConnector`."""
+
+    actions: ClassVar[frozenset[str]]
+
+    async def invoke(self, request: ActionRequest) -> ActionResult:
+        """Run the named action `request.action` and return its answer."""
+        ...
+
+    def stream(self, request: ActionRequest) -> AsyncIterator[ActionChunk]:
+        """Run the named action and yield its answer piece by piece."""
+        ...
+
 
 def _not_supported(connector: object, capability: Capability) -> NoReturn:
     raise NotSupported(f"{type(connector).__name__} does not support {capability.value}")
+
+
+def _action_not_supported(connector: object, request: ActionRequest) -> NoReturn:
+    raise NotSupported(f"{type(connector).__name__} does not support action {request.action}")
 
 
 def is_async_connector(cls: object) -> bool:
@@ -263,6 +353,32 @@ def contract_problems(cls: object, *, coroutine: bool | None = None) -> list[str
         for capability in sorted(capabilities)
         if _inherits_default(cls, capability.value)
     )
+    problems.extend(_action_problems(cls, coroutine=coroutine))
+    return problems
+
+
+def _action_problems(cls: type[Any], *, coroutine: bool) -> list[str]:
+    """How `cls` fails the named-action part of the contract (none when it declares none)."""
+    actions: object = getattr(cls, "actions", frozenset())
+    if not isinstance(actions, frozenset) or not all(isinstance(a, str) for a in actions):
+        return ["actions must be a frozenset of str"]
+    problems = [problem for name in sorted(actions) if (problem := action_name_problem(name))]
+    if not actions:
+        return problems
+    if _inherits_default(cls, "invoke"):
+        problems.append("declares actions but does not implement invoke()")
+    else:
+        problem = _signature_problem(cls, "invoke", coroutine=coroutine)
+        if problem:
+            problems.append(problem)
+    if not _inherits_default(cls, "stream"):
+        problem = _signature_problem(cls, "stream", coroutine=False)
+        if problem:
+            problems.append(problem.replace("a plain (non-async)", "a generator (not a coroutine)"))
+        elif not coroutine and inspect.isasyncgenfunction(inspect.getattr_static(cls, "stream")):
+            problems.append("stream() of a sync connector must be a plain generator")
+        elif coroutine and inspect.isgeneratorfunction(inspect.getattr_static(cls, "stream")):
+            problems.append("stream() of an async connector must be an async generator")
     return problems
 
 

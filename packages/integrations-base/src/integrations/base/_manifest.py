@@ -23,9 +23,10 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
-from ._connector import Capability
+from ._connector import ACTION_NAME_PATTERN, Capability, action_name_problem
 from ._exceptions import ManifestError
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CONTRACT_RANGE",
     "MANIFEST_FILENAME",
+    "QUORUM_POLICY_PATTERN",
     "SCHEMA_VERSION",
+    "ActionSpec",
     "AuditSpec",
     "AuthSpec",
     "CapabilitySpec",
@@ -85,6 +88,76 @@ class CapabilitySpec(_Spec):
         default=None,
         validation_alias=AliasChoices("schema_ref", "schema"),
         description="Reference to the JSON Schema of the operation's records.",
+    )
+
+
+QUORUM_POLICY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
+"""What a quorum policy may be called (``AI_SENSITIVE``): resolved from governance settings."""
+
+_OPERATION_NAMES = frozenset(capability.value for capability in Capability)
+
+
+class ActionSpec(_Spec):
+    """One named action a connector offers (``model_invoke``): its input schema and flags."""
+
+    name: str = Field(alias="action", pattern=ACTION_NAME_PATTERN, description="The action's name.")
+    schema_ref: str | dict[str, Any] = Field(
+        validation_alias=AliasChoices("schema_ref", "schema"),
+        description=(
+            "The draft 7 JSON Schema of the action's input: a path relative to the manifest "
+            "file (shipped beside it), or the schema itself as an object."
+        ),
+    )
+    quorum: int | str = Field(
+        default=0,
+        validation_alias=AliasChoices("quorum", "quorum_policy"),
+        description=(
+            "Approvers the caller's context must carry: a count, or the name of a quorum "
+            "policy defined in governance settings (`quorum_policies`); 0 means no quorum."
+        ),
+    )
+    idempotent: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("idempotent", "idempotency"),
+        description="Repeating the action has no further effect, so it may be retried.",
+    )
+    streaming: bool = Field(default=False, description="The action may be streamed.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        problem = action_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("quorum", mode="before")
+    @classmethod
+    def _quorum(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # the legacy {"min_approvers": N}
+            value = value.get("min_approvers", 0)
+        if isinstance(value, bool):
+            raise ValueError("a quorum is a count or a policy name")
+        if isinstance(value, int) and value < 0:
+            raise ValueError("a quorum count must be greater than or equal to 0")
+        if isinstance(value, str) and not re.match(QUORUM_POLICY_PATTERN, value):
+            raise ValueError(f"{value!r} is not a quorum policy name")
+        return value
+
+    @field_validator("schema_ref")
+    @classmethod
+    def _schema(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("a schema path may not be empty")
+        return value
+
+
+def _is_named_action(item: Any) -> bool:
+    """Whether a `capabilities` item names an action rather than fetch, push or sync."""
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("action"), str)
+        and (item["action"] not in _OPERATION_NAMES)
     )
 
 
@@ -168,6 +241,13 @@ class ConnectorEntry(_Spec):
             "unavailable, with the pip command that installs them."
         ),
     )
+    actions: tuple[ActionSpec, ...] = Field(
+        default=(),
+        description=(
+            "Named actions offered (``model_invoke`` ...). A `capabilities` item whose action "
+            "is not fetch, push or sync is moved here, as legacy descriptors list them."
+        ),
+    )
     certification: str | None = Field(
         default=None,
         pattern=_CERTIFICATION_PATTERN,
@@ -177,6 +257,27 @@ class ConnectorEntry(_Spec):
             "distribution (or, in an application manifest, to an allowed prefix)."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_actions(cls, data: Any) -> Any:
+        """Move named actions listed among `capabilities` to `actions` (one pass, no copy
+        when there are none), and reject a name listed twice across both."""
+        if not isinstance(data, dict):
+            return data
+        capabilities = data.get("capabilities")
+        if not isinstance(capabilities, list) or not any(map(_is_named_action, capabilities)):
+            if "actions" in data:
+                _unique_actions(data["actions"])
+            return data
+        listed = data.get("actions", [])
+        if not isinstance(listed, list):
+            return data
+        named = [item for item in capabilities if _is_named_action(item)]
+        actions = [*listed, *named]
+        _unique_actions(actions)
+        rest = [item for item in capabilities if not _is_named_action(item)]
+        return {**data, "capabilities": rest, "actions": actions}
 
     @field_validator("contract")
     @classmethod
@@ -222,6 +323,23 @@ class ConnectorEntry(_Spec):
     def capability(self, action: Capability) -> CapabilitySpec | None:
         """The manifest's flags for `action`, if it lists that action."""
         return next((spec for spec in self.capabilities if spec.action is action), None)
+
+    @property
+    def action_names(self) -> frozenset[str]:
+        """The names of the named actions the manifest declares."""
+        return frozenset(spec.name for spec in self.actions)
+
+    def action(self, name: str) -> ActionSpec | None:
+        """The manifest's declaration of named action `name`, if it lists it."""
+        return next((spec for spec in self.actions if spec.name == name), None)
+
+
+def _unique_actions(actions: Any) -> None:
+    if not isinstance(actions, list):
+        return
+    names = [item.get("action") for item in actions if isinstance(item, dict)]
+    if len(set(map(str, names))) != len(names):
+        raise ValueError("each action may be listed once")
 
 
 class ManifestDocument(_Spec):
@@ -378,10 +496,24 @@ def manifest_json_schema() -> dict[str, Any]:
     schema["title"] = "integrations connector manifest"
     # Entries may name a capability by its action alone ("fetch"), as the validator accepts.
     capabilities = schema["$defs"]["ConnectorEntry"]["properties"]["capabilities"]
+    # ... and list named actions there too, as legacy descriptors do.
     capabilities["items"] = {
-        "anyOf": [{"$ref": "#/$defs/Capability"}, {"$ref": "#/$defs/CapabilitySpec"}]
+        "anyOf": [
+            {"$ref": "#/$defs/Capability"},
+            {"$ref": "#/$defs/CapabilitySpec"},
+            {"$ref": "#/$defs/ActionSpec"},
+        ]
     }
     schema["$defs"]["CapabilitySpec"]["properties"].update(_LEGACY_CAPABILITY_FIELDS)
+    action = schema["$defs"]["ActionSpec"]
+    action["properties"].update(
+        {
+            "schema": {**action["properties"]["schema_ref"], "description": "Same as schema_ref."},
+            "quorum_policy": {**action["properties"]["quorum"], "description": "Same as quorum."},
+            "idempotency": {"type": "boolean", "description": "Same as idempotent."},
+        }
+    )
+    action["required"] = ["action"]
     return schema
 
 

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from ._secrets import ReferenceResolver
 
 __all__ = [
+    "ActionChunk",
+    "ActionRequest",
+    "ActionResult",
     "AuthContext",
     "AuthToken",
     "Connection",
@@ -270,3 +273,33 @@ class RevokeResult(_Model):
 
     revoked: bool
     detail: str = ""
+
+
+class ActionRequest(_Model):
+    """A named action to run: its name, its input and an optional idempotency key.
+
+    The input is a JSON object that the session has already checked against the action's
+    JSON Schema, so a connector may rely on its shape.
+    """
+
+    action: NonEmptyStr
+    input: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+class ActionResult(_Model):
+    """What a named action answered: a JSON object, and the usage it reports (token counts).
+
+    `usage` is recorded in the action's audit event; `output` never is.
+    """
+
+    action: NonEmptyStr
+    output: dict[str, Any] = Field(default_factory=dict)
+    usage: dict[str, int] = Field(default_factory=dict)
+
+
+class ActionChunk(_Model):
+    """One piece of a streamed action; the last one may carry the usage of the whole stream."""
+
+    delta: dict[str, Any] = Field(default_factory=dict)
+    usage: dict[str, int] = Field(default_factory=dict)

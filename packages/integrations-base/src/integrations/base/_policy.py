@@ -127,30 +127,55 @@ def approvers(context: AuthContext) -> frozenset[str]:
 
 
 class QuorumRequired:
-    """Operations the manifest marks with a quorum need that many distinct approvers.
+    """Operations and actions the manifest marks with a quorum need that many approvers.
 
-    The requesting actor does not count towards the quorum (code QUORUM_REQUIRED).
+    The requesting actor does not count towards the quorum (code QUORUM_REQUIRED). A named
+    action may give its quorum as a policy name (``"AI_SENSITIVE"``), looked up in
+    `policies` (governance settings' ``quorum_policies``); a name that is not defined there
+    fails closed with code QUORUM_POLICY_UNKNOWN naming it. When a quorum is met the
+    decision allows with code QUORUM_MET and names the approvers, which the session writes
+    into the operation's audit events.
     """
 
     pure: ClassVar[bool] = True
+
+    def __init__(self, policies: Mapping[str, int] | None = None) -> None:
+        """Resolve quorum policy names with `policies` (name → approvers needed)."""
+        self.policies: Mapping[str, int] = dict(policies or {})
 
     def evaluate(self, request: PolicyRequest) -> Decision:
         """Deny when fewer distinct approvers than the manifest's quorum are recorded."""
         if request.entry is None or request.operation in CapabilityAllowlist.LIFECYCLE:
             return ALLOW
-        spec = next(
-            (c for c in request.entry.capabilities if c.action.value == request.operation), None
-        )
-        if spec is None or spec.quorum == 0:
+        quorum = self._quorum(request.entry, request.operation)
+        if isinstance(quorum, str):
+            if quorum not in self.policies:
+                return Decision(
+                    False,
+                    "QUORUM_POLICY_UNKNOWN",
+                    f"{request.operation} names quorum policy {quorum!r}, "
+                    "which the governance settings do not define",
+                )
+            quorum = self.policies[quorum]
+        if quorum == 0:
             return ALLOW
         found = approvers(request.context) - {request.context.actor or ""}
-        if len(found) >= spec.quorum:
-            return ALLOW
+        if len(found) >= quorum:
+            return Decision(True, "QUORUM_MET", "approved by " + ",".join(sorted(found)))
         return Decision(
             False,
             "QUORUM_REQUIRED",
-            f"{request.operation} needs {spec.quorum} approvers, the context has {len(found)}",
+            f"{request.operation} needs {quorum} approvers, the context has {len(found)}",
         )
+
+    @staticmethod
+    def _quorum(entry: ConnectorEntry, operation: str) -> int | str:
+        """The quorum the manifest sets for `operation` (a count or a policy name)."""
+        spec = next((c for c in entry.capabilities if c.action.value == operation), None)
+        if spec is not None:
+            return spec.quorum
+        action = entry.action(operation) if entry.actions else None
+        return action.quorum if action is not None else 0
 
 
 class PolicySet:
@@ -163,9 +188,13 @@ class PolicySet:
         """Whether every policy is pure, so a decision may be reused for the same request."""
 
     def evaluate(self, request: PolicyRequest) -> Decision:
-        """The first denial, or `ALLOW`."""
+        """The first denial; else the last allowing decision with a code (such as
+        QUORUM_MET, whose approvers the audit records), or `ALLOW`."""
+        noted = ALLOW
         for policy in self.policies:
             decision = policy.evaluate(request)
             if not decision.allowed:
                 return decision
-        return ALLOW
+            if decision.code:
+                noted = decision
+        return noted

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+from ._actions import resolve_action_schemas
 from ._audit import ConnectorMeta
 from ._connector import AsyncConnector, Capability, Connector, contract_problems, is_async_connector
 from ._discovery import (
@@ -361,6 +362,9 @@ class Registry:
         elif origin is not None and entry.override:
             status = Status.REFUSED
             problem = "only application manifests may override a connector"
+        elif entry.actions:
+            entry, problem = resolve_action_schemas(entry, Path(source))
+            status = Status.OK if problem is None else Status.REFUSED
         info = ConnectorInfo(
             entry.name,
             status,
@@ -598,6 +602,12 @@ class Registry:
             self._mark_broken(slot, f"module {entry.module} has no class {entry.class_name}")
             return None
         problems = contract_problems(cls)
+        actions = frozenset(getattr(cls, "actions", frozenset()))
+        if entry.actions and entry.action_names != actions:
+            problems.append(
+                f"manifest declares actions {sorted(entry.action_names)} "
+                f"but the class declares {sorted(actions)}"
+            )
         declared = entry.declared_capabilities
         implemented = frozenset(getattr(cls, "capabilities", frozenset()))
         if declared and declared != implemented:

@@ -22,13 +22,24 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, cast
 
+from ._actions import ActionSchema, action_schema
 from ._audit import AuditEvent, ConnectorMeta, Outcome, Phase
-from ._connector import AsyncConnector, Capability, Connector, is_async_connector
+from ._connector import (
+    ActionConnector,
+    AsyncActionConnector,
+    AsyncConnector,
+    Capability,
+    Connector,
+    is_async_connector,
+)
 from ._exceptions import (
     AuditError,
     AuthExpired,
     CircuitOpen,
+    ConnectorUnavailable,
+    ContractError,
     EgressDenied,
+    InvalidRequest,
     LifecycleError,
     NotSupported,
     PolicyError,
@@ -36,8 +47,10 @@ from ._exceptions import (
     TransientError,
 )
 from ._governance import Governance
-from ._manifest import ConnectorEntry
+from ._manifest import ActionSpec, ConnectorEntry
 from ._models import (
+    ActionRequest,
+    ActionResult,
     AuthContext,
     AuthToken,
     ConnectorConfig,
@@ -91,15 +104,18 @@ class _Governor:
     """Every rule of a session, independent of whether the connector is sync or async."""
 
     __slots__ = (
+        "_actions",
         "_actor",
         "_audit_failures",
         "_debug",
         "_decisions",
         "_entry",
         "_listener",
+        "_notes",
         "_otel",
         "_push_idempotent",
         "_requests",
+        "_schemas",
         "_sequence",
         "_sink",
         "_supported",
@@ -114,6 +130,7 @@ class _Governor:
         "retry",
         "state",
         "token",
+        "usage",
     )
 
     def __init__(
@@ -151,6 +168,16 @@ class _Governor:
         self.breaker = breaker_for(connector, governance.breaker_for(meta.name))
         push = entry.capability(Capability.PUSH) if entry is not None else None
         self._push_idempotent = push is not None and push.idempotent
+        implemented = getattr(type(connector), "actions", None) or frozenset()
+        self._actions: dict[str, ActionSpec] = (
+            {spec.name: spec for spec in entry.actions if spec.name in implemented}
+            if entry is not None and entry.actions and implemented
+            else {}
+        )
+        self._schemas: dict[str, ActionSchema] = {}
+        self._notes: dict[str, str] = {}
+        self.usage: dict[str, int] = {}
+        """Usage the running action reported, written into its "finished" event."""
         self._debug = logger.isEnabledFor(logging.DEBUG)  # decided once per session
         telemetry = governance.telemetry
         if telemetry == "global":
@@ -241,14 +268,55 @@ class _Governor:
         if operation not in self._supported:
             self._deny(operation, "NotSupported", f"{self.meta.name} does not support {operation}")
             raise NotSupported(f"connector {self.meta.name!r} does not support {operation}")
+        self._police(operation)
+
+    def _police(self, operation: str) -> None:
+        """Run the policies (a pure set's decision is reused) and the breaker's gate."""
         decisions = self._decisions
         decision = decisions.get(operation) if decisions is not None else None
         if decision is None:
             decision = self._decide(operation)
         if not decision.allowed:
             self._refuse(operation, decision)
+        if decision.code:  # an allowing decision worth auditing, e.g. QUORUM_MET's approvers
+            self._notes[operation] = decision.reason
         if not self.breaker.clean:
             self.gate(operation, 1)
+
+    def admit_action(self, action: str, data: object) -> ActionSpec:
+        """Before a named action reaches the connector: declared, input valid, policies.
+
+        Every refusal is audited as a denial of the action. The input is checked against the
+        action's draft 7 schema (compiled once) before the policies run.
+        """
+        if self.state is not SessionState.CONNECTED:
+            self.require(SessionState.CONNECTED, action)
+        spec = self._actions.get(action)
+        if spec is None:
+            reason = f"{self.meta.name} does not declare action {action} in its manifest entry"
+            self._deny(action, "NotSupported", reason)
+            raise NotSupported(f"connector {self.meta.name!r}: {reason}")
+        try:
+            if not isinstance(data, dict):
+                raise InvalidRequest(f"the input of action {action} must be a JSON object")
+            schema = self._schemas.get(action)
+            if schema is None:
+                schema = self._schemas[action] = action_schema(spec)
+            schema.check(action, data)
+        except (InvalidRequest, ContractError, ConnectorUnavailable) as error:
+            self._deny(action, type(error).__name__, str(error))
+            raise
+        self._police(action)
+        return spec
+
+    def action_result(self, action: str, result: object) -> ActionResult:
+        """Check what `invoke` returned and keep its usage for the audit event."""
+        if not isinstance(result, ActionResult):
+            raise ContractError(
+                f"{self.meta.name}.invoke returned {type(result).__name__}, not ActionResult"
+            )
+        self.usage = result.usage
+        return result
 
     def authorize(self, operation: str) -> None:
         """Check support and policies before anything reaches the connector."""
@@ -342,10 +410,16 @@ class _Governor:
         return run if run.follows() else None
 
     def _idempotent(self, operation: str, argument: object) -> bool:
-        """Reads always are; a push when its payload has a key or the manifest says so."""
-        if operation != "push":
-            return True
-        return self._push_idempotent or getattr(argument, "idempotency_key", None) is not None
+        """Reads always are; a push or a named action when its argument has a key or the
+        manifest says so (``idempotent``)."""
+        if operation == "push":
+            flag = self._push_idempotent
+        else:
+            spec = self._actions.get(operation) if self._actions else None
+            if spec is None:
+                return True
+            flag = spec.idempotent
+        return flag or getattr(argument, "idempotency_key", None) is not None
 
     def attempt_ended(self, run: RetryRun, error: BaseException | None) -> None:
         """Book a retried attempt's end with the breaker and the deadline rule."""
@@ -378,7 +452,7 @@ class _Governor:
                 None,
                 None,
                 None,
-                None,
+                self._notes.get(operation) if self._notes else None,
                 delay,
             ),
         )
@@ -411,7 +485,7 @@ class _Governor:
                 "ok" if error is None else "error",
                 None if error is None else type(error).__name__,
                 duration,
-                None,
+                self._detail(operation) if self._notes or self._actions else None,
                 None,
             ),
         )
@@ -432,6 +506,15 @@ class _Governor:
             )
         if self._listener is not None:
             self._listener(event)
+
+    def _detail(self, operation: str) -> str | None:
+        """What a step's "finished" event adds: who approved it, what an action used."""
+        note = self._notes.get(operation)
+        usage, self.usage = self.usage, {}
+        if not usage or operation not in self._actions:
+            return note
+        used = "usage " + ",".join(f"{key}={value}" for key, value in sorted(usage.items()))
+        return used if note is None else f"{note}; {used}"
 
     def closed(self, pending: BaseException | None) -> None:
         """Mark the session closed and end its telemetry span."""
@@ -513,6 +596,13 @@ async def _invoke(call: Callable[[T], Any], argument: T) -> Any:
     if inspect.iscoroutinefunction(call):
         return await cast(Callable[[T], Awaitable[Any]], call)(argument)
     return await asyncio.to_thread(call, argument)
+
+
+def _action_request(
+    action: str, data: dict[str, Any], idempotency_key: str | None
+) -> ActionRequest:
+    """The request for an input the session has validated (so it is not validated again)."""
+    return ActionRequest.model_construct(action=action, input=data, idempotency_key=idempotency_key)
 
 
 def _revoke_failure_note(error: BaseException) -> str:
@@ -630,8 +720,14 @@ class Session(_SessionBase[Connector[Any]]):
     def _operate(
         self, operation: str, call: Callable[[T], R], argument: T, retry: RetryPolicy | None
     ) -> R:
+        self._governor.admit(operation)
+        return self._run(operation, call, argument, retry)
+
+    def _run(
+        self, operation: str, call: Callable[[T], R], argument: T, retry: RetryPolicy | None
+    ) -> R:
+        """Call the connector once, then retry what may be retried; every attempt audited."""
         governor = self._governor
-        governor.admit(operation)
         started = governor.started(operation, 1)
         try:
             result = call(argument)
@@ -674,6 +770,32 @@ class Session(_SessionBase[Connector[Any]]):
     def sync(self, state: SyncState, *, retry: RetryPolicy | None = None) -> SyncResult:
         """Sync changes through the connector; `retry` overrides the retry policy."""
         return self._operate("sync", self.connector.sync, state, retry)
+
+    def invoke(
+        self,
+        action: str,
+        input: dict[str, Any],  # the contract's name for an action's input
+        *,
+        retry: RetryPolicy | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActionResult:
+        """Run named action `action` on `input` and return its typed result.
+
+        Before any I/O the action must be declared by the manifest entry and the class, the
+        input must follow the action's JSON Schema (else `InvalidRequest` naming the JSON
+        pointer) and the policies (quorum included) must allow it; every refusal is audited.
+        The action is retried only when its manifest flag ``idempotent`` says so or an
+        `idempotency_key` is given; `retry` overrides the retry policy.
+        """
+        governor = self._governor
+        governor.admit_action(action, input)
+        request = _action_request(action, input, idempotency_key)
+        invoke = cast(ActionConnector[Any], self.connector).invoke
+
+        def call(argument: ActionRequest) -> ActionResult:
+            return governor.action_result(action, invoke(argument))
+
+        return self._run(action, call, request, retry)
 
     def close(self, pending: BaseException | None = None) -> RevokeResult | None:
         """Revoke the token (if any) and close; a revoke failure never hides `pending`."""
@@ -753,8 +875,14 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
     async def _operate(
         self, operation: str, call: Callable[[T], Any], argument: T, retry: RetryPolicy | None
     ) -> Any:
+        self._governor.admit(operation)
+        return await self._run(operation, call, argument, retry)
+
+    async def _run(
+        self, operation: str, call: Callable[[T], Any], argument: T, retry: RetryPolicy | None
+    ) -> Any:
+        """Call the connector once, then retry what may be retried; every attempt audited."""
         governor = self._governor
-        governor.admit(operation)
         started = governor.started(operation, 1)
         try:
             result = await _invoke(call, argument)
@@ -800,6 +928,25 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
         """Sync changes through the connector; `retry` overrides the retry policy."""
         sync = self.connector.sync
         return cast(SyncResult, await self._operate("sync", sync, state, retry))
+
+    async def invoke(
+        self,
+        action: str,
+        input: dict[str, Any],  # the contract's name for an action's input
+        *,
+        retry: RetryPolicy | None = None,
+        idempotency_key: str | None = None,
+    ) -> ActionResult:
+        """The async twin of `Session.invoke` (a sync connector's call runs in a thread)."""
+        governor = self._governor
+        governor.admit_action(action, input)
+        request = _action_request(action, input, idempotency_key)
+        invoke = cast(AsyncActionConnector[Any] | ActionConnector[Any], self.connector).invoke
+
+        async def call(argument: ActionRequest) -> ActionResult:
+            return governor.action_result(action, await _invoke(invoke, argument))
+
+        return cast(ActionResult, await self._run(action, call, request, retry))
 
     async def close(self, pending: BaseException | None = None) -> RevokeResult | None:
         """Revoke the token (if any) and close, shielded from a second cancellation."""

@@ -6,6 +6,10 @@ Platform code imports from here (or from `integrations.base`) and never from an 
 from ._connector import (
     LIFECYCLE_METHODS,
     OPERATION_METHODS,
+    ActionConnector,
+    AsyncActionConnector,
+    AsyncBaseConnector,
+    AsyncConnector,
     BaseConnector,
     Capability,
     Connector,
@@ -13,6 +17,9 @@ from ._connector import (
     contract_problems,
 )
 from ._models import (
+    ActionChunk,
+    ActionRequest,
+    ActionResult,
     AuthContext,
     AuthToken,
     Connection,
@@ -33,6 +40,13 @@ from ._secret import Secret
 __all__ = [
     "LIFECYCLE_METHODS",
     "OPERATION_METHODS",
+    "ActionChunk",
+    "ActionConnector",
+    "ActionRequest",
+    "ActionResult",
+    "AsyncActionConnector",
+    "AsyncBaseConnector",
+    "AsyncConnector",
     "AuthContext",
     "AuthToken",
     "BaseConnector",

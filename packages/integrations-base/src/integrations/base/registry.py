@@ -18,6 +18,7 @@ from typing import Any
 from ._connector import Connector
 from ._governance import Governance
 from ._manifest import (
+    ActionSpec,
     AuditSpec,
     AuthSpec,
     CapabilitySpec,
@@ -44,6 +45,7 @@ from ._untrusted import UntrustedConfig
 __all__ = [
     "DEFAULT_ALLOWED_MODULES",
     "MANIFEST_ENV",
+    "ActionSpec",
     "AuditSpec",
     "AuthSpec",
     "CapabilitySpec",
