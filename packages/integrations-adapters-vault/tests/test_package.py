@@ -16,6 +16,11 @@ def test_distribution_has_the_shape_every_distribution_shares() -> None:
     assert distribution_layout_problems(DIST, PACKAGE) == []
 
 
-def test_manifest_declares_no_connector() -> None:
-    # The package ships no connector yet, and no placeholder pretends to be one.
-    assert read_package_manifest(PACKAGE).entries == ()
+def test_manifest_declares_the_openai_connector_and_its_actions() -> None:
+    manifest = read_package_manifest(PACKAGE)
+    assert manifest.problems == ()
+    (entry,) = [entry for _, entry in manifest.entries]
+    assert entry.name == "vault.openai"
+    assert entry.certification
+    assert entry.action_names == {"model_invoke", "tool_call"}
+    assert entry.capabilities == ()

@@ -1,0 +1,1 @@
+"""Legacy import path of the OpenAI connector (deprecated; see `vault_connectors`)."""
