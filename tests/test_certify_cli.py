@@ -24,6 +24,7 @@ from integrations.adapters.memory_adapters.testing import (
     postgres_server,
     redis_server,
 )
+from integrations.adapters.vault_connectors.testing import OpenAIServer
 from integrations.base._cli import cli
 
 SHIPPED = {
@@ -35,6 +36,7 @@ SHIPPED = {
     "intent.local",
     "intent.engine",
     "intent.signals",
+    "vault.openai",
 }
 
 
@@ -66,13 +68,24 @@ def engine_config(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def servers_configs(vault_config: Path, engine_config: Path) -> list[str]:
+@pytest.fixture
+def openai_config(tmp_path: Path) -> Iterator[Path]:
+    with OpenAIServer(api_key="sk-certify-cli") as server:
+        path = tmp_path / "openai.json"
+        config = {"url": server.url, "api_key": "literal:sk-certify-cli", "timeout_seconds": 5}
+        path.write_text(json.dumps(config), "utf-8")
+        yield path
+
+
+def servers_configs(vault_config: Path, engine_config: Path, openai_config: Path) -> list[str]:
     """The ``--config`` options that give the HTTP connectors their servers."""
     return [
         "--config",
         f"memory.knowledge_vault={vault_config}",
         "--config",
         f"intent.engine={engine_config}",
+        "--config",
+        f"vault.openai={openai_config}",
     ]
 
 
@@ -113,11 +126,15 @@ def test_certify_memory_postgres_from_a_config_file(database_url: str, tmp_path:
 
 
 def test_certify_all_passes_every_shipped_connector(
-    redis_url: str, database_url: str, vault_config: Path, engine_config: Path
+    redis_url: str,
+    database_url: str,
+    vault_config: Path,
+    engine_config: Path,
+    openai_config: Path,
 ) -> None:
     result = certify(
         "--all",
-        *servers_configs(vault_config, engine_config),
+        *servers_configs(vault_config, engine_config, openai_config),
         "--json",
         env={"REDIS_URL": redis_url, "DATABASE_URL": database_url},
     )
@@ -132,11 +149,15 @@ def test_certify_all_passes_every_shipped_connector(
 
 
 def test_certify_all_prints_a_summary_table(
-    redis_url: str, database_url: str, vault_config: Path, engine_config: Path
+    redis_url: str,
+    database_url: str,
+    vault_config: Path,
+    engine_config: Path,
+    openai_config: Path,
 ) -> None:
     result = certify(
         "--all",
-        *servers_configs(vault_config, engine_config),
+        *servers_configs(vault_config, engine_config, openai_config),
         env={"REDIS_URL": redis_url, "DATABASE_URL": database_url},
     )
 
@@ -175,6 +196,10 @@ def test_certify_all_without_servers_names_what_would_configure_them() -> None:
         "intent.engine": (
             "not-configured",
             "pass --config intent.engine=FILE with the Intent Engine API's url",
+        ),
+        "vault.openai": (
+            "not-configured",
+            "pass --config vault.openai=FILE with the OpenAI-compatible API's url and api_key",
         ),
     }
     embedded = {"mock", "memory.sqlite", "intent.local", "intent.signals"}
@@ -224,11 +249,15 @@ def test_certify_exits_1_when_a_check_fails(vault_config: Path) -> None:
 
 
 def test_certify_all_exits_1_when_one_connector_fails(
-    redis_url: str, database_url: str, vault_config: Path, engine_config: Path
+    redis_url: str,
+    database_url: str,
+    vault_config: Path,
+    engine_config: Path,
+    openai_config: Path,
 ) -> None:
     result = certify(
         "--all",
-        *servers_configs(vault_config, engine_config),
+        *servers_configs(vault_config, engine_config, openai_config),
         "--enable",
         "supports_tombstones",
         "--json",
