@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._openai_server import DEFAULT_MODELS, OpenAIServer, openai_error, openai_server
+from ._vault_server import VaultServer, vault_server
 
 if TYPE_CHECKING:
     from ._openai_certification import OpenAICertification
@@ -22,8 +23,10 @@ __all__ = [
     "DEFAULT_MODELS",
     "OpenAICertification",
     "OpenAIServer",
+    "VaultServer",
     "openai_error",
     "openai_server",
+    "vault_server",
 ]
 
 
