@@ -518,3 +518,98 @@ def test_async_invoke_on_async_and_sync_connectors() -> None:
     first, second = asyncio.run(run())
     assert first.output == {"ok": True}
     assert second.output == VALID
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+def test_a_stream_delivers_chunks_and_audits_once_with_usage_at_the_end() -> None:
+    sink = MemoryAuditSink()
+    connector = Echo()
+    with _session(connector, sink, streaming=True) as session:
+        with session.stream("model_invoke", VALID) as chunks:
+            assert [e.phase for e in sink.events if e.operation == "model_invoke"] == ["started"]
+            deltas = [chunk.delta.get("content") for chunk in chunks]
+        assert connector.closed
+
+    assert deltas == ["a", "b", "c", None]
+    assert _finished(sink, "model_invoke") == [("ok", "usage total_tokens=3")]
+
+
+def test_closing_a_stream_early_closes_the_connector_generator_and_audits_it() -> None:
+    sink = MemoryAuditSink()
+    connector = Echo()
+    with _session(connector, sink, streaming=True) as session:
+        with session.stream("model_invoke", VALID) as chunks:
+            assert next(chunks).delta == {"content": "a"}
+        assert connector.closed
+        assert _finished(sink, "model_invoke") == [("ok", "closed early after 1 chunks")]
+
+    sink = MemoryAuditSink()
+    connector = Echo()
+    with _session(connector, sink, streaming=True) as session:
+        left_open = session.stream("model_invoke", VALID)
+        next(left_open)
+    assert connector.closed  # the session closed it before revoking
+    assert _finished(sink, "model_invoke") == [("ok", "closed early after 1 chunks")]
+
+
+def test_a_failing_stream_is_audited_as_an_error() -> None:
+    class Failing(Echo):
+        def stream(self, request: ActionRequest) -> Iterator[ActionChunk]:
+            yield ActionChunk(delta={"content": "a"})
+            raise TransientError("connection reset")
+
+    sink = MemoryAuditSink()
+    with _session(Failing(), sink, streaming=True) as session:
+        chunks = session.stream("model_invoke", VALID)
+        with pytest.raises(TransientError):
+            list(chunks)
+
+    [finished] = [e for e in sink.events if e.operation == "model_invoke" and e.phase == "finished"]
+    assert (finished.outcome, finished.error_type) == ("error", "TransientError")
+
+
+def test_a_stream_is_refused_before_any_io_when_not_streaming_or_invalid() -> None:
+    sink = MemoryAuditSink()
+    connector = Echo()
+    with _session(connector, sink) as session, pytest.raises(NotSupported, match="streaming"):
+        session.stream("model_invoke", VALID)
+    with _session(connector, sink, streaming=True) as session, pytest.raises(InvalidRequest):
+        session.stream("model_invoke", {"model": 1})
+    assert connector.calls == []
+    assert [outcome for outcome, _ in _finished(sink, "model_invoke")] == ["denied", "denied"]
+
+
+def test_async_streams_on_async_and_sync_connectors() -> None:
+    async def run(connector: Echo | AsyncEcho, stop_after: int | None) -> list[Any]:
+        sink = MemoryAuditSink()
+        got: list[Any] = []
+        async with (
+            AsyncSession(
+                connector,
+                config={},
+                context=CONTEXT,
+                governance=_governance(sink),
+                entry=_entry(streaming=True),
+            ) as session,
+            session.stream("model_invoke", VALID) as chunks,
+        ):
+            async for chunk in chunks:
+                got.append(chunk.delta.get("content"))
+                if stop_after is not None and len(got) == stop_after:
+                    break
+        return [got, _finished(sink, "model_invoke")]
+
+    async_echo = AsyncEcho()
+    assert asyncio.run(run(async_echo, None)) == [
+        ["a", "b", None],
+        [("ok", "usage total_tokens=2")],
+    ]
+    assert async_echo.closed
+    early = AsyncEcho()
+    assert asyncio.run(run(early, 1)) == [["a"], [("ok", "closed early after 1 chunks")]]
+    assert early.closed
+    sync_echo = Echo()
+    assert asyncio.run(run(sync_echo, 2)) == [["a", "b"], [("ok", "closed early after 2 chunks")]]
+    assert sync_echo.closed

@@ -103,6 +103,7 @@ from ._secrets import (
     SecretResolver,
 )
 from ._session import AsyncSession, Session, SessionState
+from ._stream import ActionStream, AsyncActionStream
 from ._untrusted import SecretReferencePolicy, UntrustedConfig, UntrustedPolicy
 from ._version import CONTRACT_VERSION
 
@@ -116,7 +117,9 @@ __all__ = [
     "ActionConnector",
     "ActionRequest",
     "ActionResult",
+    "ActionStream",
     "AsyncActionConnector",
+    "AsyncActionStream",
     "AsyncBaseConnector",
     "AsyncConnector",
     "AsyncSession",

@@ -13,6 +13,7 @@ retry machinery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -64,6 +65,7 @@ from ._models import (
 )
 from ._policy import Decision, PolicyRequest
 from ._resilience import CircuitState, RetryPolicy, RetryRun, Transition, breaker_for
+from ._stream import ActionStream, AsyncActionStream
 from ._telemetry import configured_telemetry
 from ._untrusted import ReferenceGate, UntrustedConfig
 
@@ -283,18 +285,23 @@ class _Governor:
         if not self.breaker.clean:
             self.gate(operation, 1)
 
-    def admit_action(self, action: str, data: object) -> ActionSpec:
+    def admit_action(self, action: str, data: object, *, streaming: bool = False) -> ActionSpec:
         """Before a named action reaches the connector: declared, input valid, policies.
 
         Every refusal is audited as a denial of the action. The input is checked against the
-        action's draft 7 schema (compiled once) before the policies run.
+        action's draft 7 schema (compiled once) before the policies run. A stream needs the
+        manifest's ``streaming`` flag.
         """
         if self.state is not SessionState.CONNECTED:
             self.require(SessionState.CONNECTED, action)
         spec = self._actions.get(action)
+        reason = None
         if spec is None:
             reason = f"{self.meta.name} does not declare action {action} in its manifest entry"
-            self._deny(action, "NotSupported", reason)
+        elif streaming and not spec.streaming:
+            reason = f"{self.meta.name} does not declare action {action} as streaming"
+        if spec is None or reason is not None:
+            self._deny(action, "NotSupported", reason or "")
             raise NotSupported(f"connector {self.meta.name!r}: {reason}")
         try:
             if not isinstance(data, dict):
@@ -465,9 +472,14 @@ class _Governor:
         return _monotonic()
 
     def finished(
-        self, operation: str, attempt: int, started: float, error: BaseException | None
+        self,
+        operation: str,
+        attempt: int,
+        started: float,
+        error: BaseException | None,
+        extra: str | None = None,
     ) -> None:
-        """Audit the end of a step, with its outcome and duration."""
+        """Audit the end of a step, with its outcome and duration (`extra`: a note)."""
         duration = _monotonic() - started
         self._sequence = sequence = self._sequence + 1
         event: AuditEvent = _new_event(
@@ -485,7 +497,7 @@ class _Governor:
                 "ok" if error is None else "error",
                 None if error is None else type(error).__name__,
                 duration,
-                self._detail(operation) if self._notes or self._actions else None,
+                self._detail(operation, extra) if self._notes or self._actions else None,
                 None,
             ),
         )
@@ -507,14 +519,18 @@ class _Governor:
         if self._listener is not None:
             self._listener(event)
 
-    def _detail(self, operation: str) -> str | None:
+    def _detail(self, operation: str, extra: str | None = None) -> str | None:
         """What a step's "finished" event adds: who approved it, what an action used."""
         note = self._notes.get(operation)
         usage, self.usage = self.usage, {}
-        if not usage or operation not in self._actions:
+        if (not usage or operation not in self._actions) and extra is None:
             return note
-        used = "usage " + ",".join(f"{key}={value}" for key, value in sorted(usage.items()))
-        return used if note is None else f"{note}; {used}"
+        parts = [note] if note is not None else []
+        if extra is not None:
+            parts.append(extra)
+        if usage:
+            parts.append("usage " + ",".join(f"{k}={v}" for k, v in sorted(usage.items())))
+        return "; ".join(parts)
 
     def closed(self, pending: BaseException | None) -> None:
         """Mark the session closed and end its telemetry span."""
@@ -641,6 +657,8 @@ class _SessionBase(Generic[ConnectorT]):
             governance=governance or Governance(),
             listener=listener,
         )
+        self._streams: set[Any] = set()
+        """Streams opened and not yet ended: closing the session closes them (audited)."""
         self.revoke_error: BaseException | None = None
         """The error revoke raised while closing, if any (also audited and surfaced)."""
 
@@ -797,11 +815,36 @@ class Session(_SessionBase[Connector[Any]]):
 
         return self._run(action, call, request, retry)
 
+    def stream(
+        self,
+        action: str,
+        input: dict[str, Any],  # the contract's name for an action's input
+        *,
+        idempotency_key: str | None = None,
+    ) -> ActionStream:
+        """Stream named action `action`: ``with session.stream(...) as chunks: for ...``.
+
+        Admitted now, as `invoke` is (declared streaming, input valid, policies); the
+        connector is called on entry. The step is audited once, when the stream ends, fails
+        or is closed early, with the usage the chunks reported. Streams are not retried.
+        """
+        self._governor.admit_action(action, input, streaming=True)
+        request = _action_request(action, input, idempotency_key)
+        connector = cast(ActionConnector[Any], self.connector)
+        opened = ActionStream._create(
+            self._governor, request, connector.stream, self._streams.discard
+        )
+        self._streams.add(opened)
+        return opened
+
     def close(self, pending: BaseException | None = None) -> RevokeResult | None:
         """Revoke the token (if any) and close; a revoke failure never hides `pending`."""
         governor = self._governor
         if governor.state is SessionState.CLOSED:
             return None
+        for stream in list(self._streams):
+            with contextlib.suppress(Exception):  # audited by the stream itself
+                stream.close()
         token, governor.token = governor.token, None
         result: RevokeResult | None = None
         try:
@@ -948,11 +991,35 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
 
         return cast(ActionResult, await self._run(action, call, request, retry))
 
+    def stream(
+        self,
+        action: str,
+        input: dict[str, Any],  # the contract's name for an action's input
+        *,
+        idempotency_key: str | None = None,
+    ) -> AsyncActionStream:
+        """The async twin of `Session.stream`: ``async with session.stream(...) as chunks``."""
+        self._governor.admit_action(action, input, streaming=True)
+        request = _action_request(action, input, idempotency_key)
+        connector = cast(AsyncActionConnector[Any] | ActionConnector[Any], self.connector)
+        opened = AsyncActionStream._create(
+            self._governor,
+            request,
+            connector.stream,
+            self._streams.discard,
+            asynchronous=is_async_connector(type(connector)),
+        )
+        self._streams.add(opened)
+        return opened
+
     async def close(self, pending: BaseException | None = None) -> RevokeResult | None:
         """Revoke the token (if any) and close, shielded from a second cancellation."""
         governor = self._governor
         if governor.state is SessionState.CLOSED:
             return None
+        for stream in list(self._streams):
+            with contextlib.suppress(Exception):  # audited by the stream itself
+                await stream.aclose()
         token, governor.token = governor.token, None
         result: RevokeResult | None = None
         try:

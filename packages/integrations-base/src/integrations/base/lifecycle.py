@@ -28,10 +28,13 @@ from ._models import AuthContext, ConnectorConfig, FetchQuery, PushPayload, Sync
 from ._registry import Registry
 from ._resilience import NO_RETRY, BreakerPolicy, CircuitState, RetryPolicy
 from ._session import AsyncSession, Session, SessionState
+from ._stream import ActionStream, AsyncActionStream
 from ._untrusted import UntrustedConfig
 
 __all__ = [
     "NO_RETRY",
+    "ActionStream",
+    "AsyncActionStream",
     "AsyncSession",
     "BreakerPolicy",
     "CircuitState",
