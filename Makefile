@@ -27,7 +27,7 @@ $(VENV)/.installed: $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml) Makefi
 		-e "packages/integrations-base[cli,http,otel,testing,test,actions]" \
 		-e packages/integrations-mocks -e "packages/integrations-adapters-intent[engine,test]" \
 		-e "packages/integrations-adapters-memory[redis,postgres,knowledge-vault,test]" \
-		-e packages/integrations-adapters-vault
+		-e "packages/integrations-adapters-vault[openai,hashicorp,test]"
 	touch $@
 
 lint: $(VENV)/.installed
