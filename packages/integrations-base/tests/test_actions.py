@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -613,3 +614,38 @@ def test_async_streams_on_async_and_sync_connectors() -> None:
     sync_echo = Echo()
     assert asyncio.run(run(sync_echo, 2)) == [["a", "b"], [("ok", "closed early after 2 chunks")]]
     assert sync_echo.closed
+
+
+# -- quorum policies from governance settings ------------------------------------------------
+
+
+def test_quorum_policies_come_from_toml_and_the_environment(tmp_path: Path) -> None:
+    from integrations.base import ConfigError, GovernanceSettings
+
+    settings_file = tmp_path / "governance.toml"
+    settings_file.write_text(
+        "[governance]\naudit_log = false\n[governance.quorum_policies]\nAI_SENSITIVE = 2\n",
+        encoding="utf-8",
+    )
+    from_toml = GovernanceSettings.from_toml(settings_file)
+    from_env = GovernanceSettings.from_env(
+        {"INTEGRATIONS_QUORUM_POLICIES": '{"AI_SENSITIVE": 2}', "INTEGRATIONS_AUDIT_LOG": "0"}
+    )
+    assert from_toml.quorum_policies == from_env.quorum_policies == {"AI_SENSITIVE": 2}
+    with pytest.raises(ConfigError, match="is not a quorum policy name"):
+        GovernanceSettings.from_mapping({"quorum_policies": {"1 bad": 1}})
+    with pytest.raises(ConfigError, match="count of 0 or more"):
+        GovernanceSettings.from_mapping({"quorum_policies": {"AI": -1}})
+
+    sink = MemoryAuditSink()
+    governance = dataclasses.replace(from_toml.build(), audit=sink, retry=FAST)
+    entry = _entry(quorum_policy="AI_SENSITIVE")
+    with Session(Echo(), config={}, context=APPROVED, governance=governance, entry=entry) as s:
+        s.invoke("model_invoke", VALID)
+    unknown = dataclasses.replace(GovernanceSettings(audit_log=False).build(), audit=sink)
+    with (
+        Session(Echo(), config={}, context=APPROVED, governance=unknown, entry=entry) as s,
+        pytest.raises(PolicyError, match="QUORUM_POLICY_UNKNOWN"),
+    ):
+        s.invoke("model_invoke", VALID)
+    assert [outcome for outcome, _ in _finished(sink, "model_invoke")] == ["ok", "denied"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ._audit import (
 )
 from ._egress import EgressPolicy, EgressRule
 from ._exceptions import ConfigError
+from ._manifest import QUORUM_POLICY_PATTERN
 from ._models import describe_validation_error
 from ._policy import CapabilityAllowlist, Policy, PolicySet, QuorumRequired, TenantAndActorRequired
 from ._resilience import BreakerPolicy, RetryPolicy
@@ -163,11 +165,24 @@ class GovernanceSettings(BaseModel):
     require_actor: bool = True
     capability_allowlist: dict[str, tuple[str, ...]] | None = None
     enforce_quorum: bool = True
+    quorum_policies: dict[str, int] = {}
+    """Named quorums (``AI_SENSITIVE = 2``) that manifests' actions may name; an unknown name
+    denies the action (QUORUM_POLICY_UNKNOWN)."""
     retry: RetryPolicy = _DEFAULT_RETRY
     retry_overrides: dict[str, RetryPolicy] = {}
     breaker: BreakerPolicy | None = _DEFAULT_BREAKER
     breaker_overrides: dict[str, BreakerPolicy | None] = {}
     untrusted: UntrustedSettings = UntrustedSettings()
+
+    @field_validator("quorum_policies")
+    @classmethod
+    def _quorum_policies(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, count in value.items():
+            if not re.match(QUORUM_POLICY_PATTERN, name):
+                raise ValueError(f"{name!r} is not a quorum policy name")
+            if count < 0:
+                raise ValueError(f"quorum policy {name} needs a count of 0 or more")
+        return value
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GovernanceSettings:
@@ -183,8 +198,8 @@ class GovernanceSettings(BaseModel):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GovernanceSettings:
         """Read ``INTEGRATIONS_<FIELD>`` variables.
 
-        Lists are comma-separated; the allowlist, the retry and breaker policies and their
-        overrides, and the untrusted-config settings are JSON.
+        Lists are comma-separated; the allowlist, the quorum policies, the retry and breaker
+        policies and their overrides, and the untrusted-config settings are JSON.
         """
         environ = os.environ if environ is None else environ
         data: dict[str, Any] = {}
@@ -219,7 +234,7 @@ class GovernanceSettings(BaseModel):
         if self.capability_allowlist is not None:
             chain.append(CapabilityAllowlist(self.capability_allowlist))
         if self.enforce_quorum:
-            chain.append(QuorumRequired())
+            chain.append(QuorumRequired(self.quorum_policies))
         chain.extend(policies)
         return Governance(
             policies=PolicySet(chain),
@@ -246,6 +261,7 @@ class GovernanceSettings(BaseModel):
 _JSON_SETTINGS: Final = frozenset(
     {
         "capability_allowlist",
+        "quorum_policies",
         "retry",
         "retry_overrides",
         "breaker",
