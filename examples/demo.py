@@ -10,11 +10,18 @@ Then three intent signal sources on 127.0.0.1 (one healthy, one failing, one slo
 deadline) are collected at once into the embedded intent store: the collector's report, the
 ranked intents, why the best one scores what it does, an alignment check, and the audit
 trail of those sessions.
+Finally, the vault connector ``vault.openai`` talks to a local OpenAI-compatible server the demo
+starts: the API key is resolved from its reference (and shown masked), a ``model_invoke`` is
+refused for lack of quorum and answered with two approvers, an answer is streamed as it is
+produced, an invalid input is refused before any request, and the audit lines show who
+approved and what each call used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +31,15 @@ from typing import Any
 
 from integrations.adapters.intent_adapters import CollectReport, collect, verify_intent
 from integrations.adapters.intent_adapters.testing import SignalSourceServer
+from integrations.adapters.vault_connectors.openai import OpenAIConfig
+from integrations.adapters.vault_connectors.testing import OpenAIServer
 from integrations.base import (
     AuditEvent,
     AuthContext,
     FetchQuery,
     Governance,
+    GovernanceSettings,
+    InvalidRequest,
     MemoryAuditSink,
     PolicyError,
     PushPayload,
@@ -260,6 +271,92 @@ def intent_demo() -> None:
     print_intent_audit(audit.events)
 
 
+# -- vault: governed model calls against a local OpenAI-compatible server -----------------------
+
+AI = "vault.openai"
+KEY_VARIABLE = "PV_OPENAI_API_KEY"
+DEMO_KEY = "sk-demo-3f9a1c7e5b20"
+ALICE = AuthContext(tenant="acme", actor="alice")
+ALICE_APPROVED = AuthContext(
+    tenant="acme", actor="alice", attributes={"approvals": ["bob", "carol"]}
+)
+QUESTION = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Summarise invoice 1042 in one line"}],
+    "max_tokens": 64,
+}
+
+
+def vault_governance(audit: MemoryAuditSink) -> Governance:
+    """Governance as an operator writes it: ``[governance.quorum_policies]`` in TOML."""
+    settings = GovernanceSettings.from_mapping(
+        {"quorum_policies": {"AI_SENSITIVE": 2, "AI_TOOL": 1}, "audit_log": False}
+    )
+    return dataclasses.replace(settings.build(), audit=audit)
+
+
+def print_vault_audit(events: list[AuditEvent]) -> None:
+    """The vault sessions' finished steps, with who approved and what each call used."""
+    heading("Audit trail of the vault sessions (tenant acme)")
+    for event in events:
+        if event.phase == "started":
+            continue
+        took = f"{(event.duration_seconds or 0) * 1000:7.2f} ms"
+        error = f" {event.error_type}" if event.error_type else ""
+        detail = f"  [{event.detail}]" if event.detail else ""
+        print(
+            f"  {event.correlation_id[:8]} {event.operation:<12} {event.outcome or '-':<6} {took}"
+            f" actor={event.actor or '-'}{error}{detail}"
+        )
+
+
+def vault_demo() -> None:
+    """vault.openai: a key from a reference, quorum, an answer, a stream, a refused input."""
+    audit = MemoryAuditSink()
+    governance = vault_governance(audit)
+    os.environ[KEY_VARIABLE] = DEMO_KEY  # where a deployment's secret store would put it
+    with OpenAIServer(api_key=DEMO_KEY, stream_interval=0.05) as server:
+        config = {"url": server.url, "api_key": f"env:{KEY_VARIABLE}", "timeout_seconds": 10}
+        heading(f"Vault: {AI} against a local OpenAI-compatible server ({server.url})")
+        resolved = OpenAIConfig.from_mapping(config, secrets=governance.secrets)
+        print(f"  api_key reference {config['api_key']} resolved to {resolved.api_key}")
+        print("  quorum policies: AI_SENSITIVE = 2 approvers (model_invoke), AI_TOOL = 1")
+
+        heading("model_invoke by alice alone: refused before any request (quorum)")
+        with registry.open(AI, config=config, context=ALICE, governance=governance) as session:
+            try:
+                session.invoke("model_invoke", QUESTION)
+            except PolicyError as error:
+                print(f"  {type(error).__name__}: {error}")
+        print(f"  requests the server received: {server.requests()}")
+
+        heading("The same call approved by bob and carol: answered")
+        with registry.open(
+            AI, config=config, context=ALICE_APPROVED, governance=governance
+        ) as session:
+            result = session.invoke("model_invoke", QUESTION)
+            answer = result.output["choices"][0]["message"]["content"]
+            print(f"  answer: {answer!r}")
+            print(f"  usage: {result.usage}")
+
+            heading("A streamed answer, printed chunk by chunk as the server produces it")
+            print("  ", end="", flush=True)
+            with session.stream("model_invoke", QUESTION) as chunks:
+                for chunk in chunks:
+                    print(chunk.delta.get("content") or "", end="", flush=True)
+                    if chunk.usage:
+                        print(f"\n  usage (last chunk): {chunk.usage}")
+
+            heading("An invalid input: refused by the action's schema before any request")
+            before = server.requests()
+            try:
+                session.invoke("model_invoke", {**QUESTION, "temperature": "warm"})
+            except InvalidRequest as error:
+                print(f"  {type(error).__name__}: {error}")
+            print(f"  requests sent for it: {server.requests() - before}")
+    print_vault_audit(audit.events)
+
+
 def main() -> None:
     """Run the demo."""
     list_connectors()
@@ -327,6 +424,7 @@ def main() -> None:
             print(f"  {type(error).__name__}: {error}")
     print_audit(audit.events)
     intent_demo()
+    vault_demo()
 
 
 if __name__ == "__main__":

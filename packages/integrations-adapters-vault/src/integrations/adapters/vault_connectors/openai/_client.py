@@ -12,7 +12,9 @@ connect and for each read.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
+from functools import cache
 from typing import Any, Final
 
 try:
@@ -42,12 +44,14 @@ class OpenAIClient:
         self, url: str, *, api_key: str, timeout: float, egress: EgressGuard = UNRESTRICTED
     ) -> None:
         self._key = api_key
+        verify = _tls_context()
         self._client = httpx.Client(
             base_url=url,
             timeout=httpx.Timeout(timeout),
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
             follow_redirects=False,
-            transport=egress_transport(egress),
+            verify=verify,
+            transport=egress_transport(egress, verify=verify),
         )
 
     def __repr__(self) -> str:
@@ -104,3 +108,13 @@ class OpenAIClient:
             for item in data
             if isinstance(item, dict) and isinstance(item.get("id"), str)
         ]
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS settings every client shares: httpx's defaults (certifi's CAs), built once.
+
+    Loading the CA bundle takes tens of milliseconds; a platform that opens a session per
+    call would otherwise pay it on every connect.
+    """
+    return httpx.create_ssl_context()
