@@ -649,3 +649,59 @@ def test_quorum_policies_come_from_toml_and_the_environment(tmp_path: Path) -> N
     ):
         s.invoke("model_invoke", VALID)
     assert [outcome for outcome, _ in _finished(sink, "model_invoke")] == ["ok", "denied"]
+
+
+# -- the validator ---------------------------------------------------------------------------
+
+
+def test_a_schema_that_is_not_draft_7_is_a_contract_error_audited_as_a_denial() -> None:
+    from integrations.base import ContractError
+
+    broken = {"type": "object", "properties": {"model": {"type": "nonsense"}}}
+    entry = ConnectorEntry.model_validate(
+        {
+            "name": "echo",
+            "module": "integrations.echo",
+            "class": "Echo",
+            "actions": [{"action": "model_invoke", "schema": broken}],
+        }
+    )
+    sink = MemoryAuditSink()
+    connector = Echo()
+    with (
+        Session(
+            connector, config={}, context=CONTEXT, governance=_governance(sink), entry=entry
+        ) as session,
+        pytest.raises(ContractError, match="not a valid draft 7 schema at /properties/model/type"),
+    ):
+        session.invoke("model_invoke", VALID)
+    assert connector.calls == []
+    assert _finished(sink, "model_invoke")[0][0] == "denied"
+
+
+def test_without_jsonschema_an_action_is_unavailable_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from integrations.base import ConnectorUnavailable
+
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # what an absent package looks like
+    odd = {**MODEL_INVOKE_SCHEMA, "title": "only in this test"}  # not compiled before
+    entry = ConnectorEntry.model_validate(
+        {
+            "name": "echo",
+            "module": "integrations.echo",
+            "class": "Echo",
+            "actions": [{"action": "model_invoke", "schema": odd}],
+        }
+    )
+    with (
+        Session(
+            Echo(),
+            config={},
+            context=CONTEXT,
+            governance=_governance(MemoryAuditSink()),
+            entry=entry,
+        ) as session,
+        pytest.raises(ConnectorUnavailable, match=r"integrations-base\[actions\]"),
+    ):
+        session.invoke("model_invoke", VALID)
