@@ -63,7 +63,7 @@ class VaultClient:
     @property
     def verify(self) -> bool | str:
         """What the HTTP session verifies Vault's certificate with."""
-        verify: bool | str = self._client.adapter._kwargs["verify"]
+        verify: bool | str = self._client.adapter.session.verify
         return verify
 
     @property

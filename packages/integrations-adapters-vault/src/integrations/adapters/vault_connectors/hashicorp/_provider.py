@@ -47,7 +47,7 @@ class VaultSecretProvider:
     `clock` is a monotonic clock in seconds, for the cache and the token's lifetime.
     """
 
-    scheme: Final = SCHEME
+    scheme = SCHEME
 
     def __init__(
         self,
