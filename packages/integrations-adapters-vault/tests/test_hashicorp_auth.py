@@ -6,7 +6,10 @@ clock is moved by hand, so token lifetimes are exact and no test sleeps.
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,6 +319,50 @@ def test_skip_verify_reads_without_the_ca_and_urllib3_warns(tls_vault: VaultServ
     settings = VaultSettings(url=tls_vault.url, token="hvs.tls", skip_verify=True)
     with VaultSecretProvider(settings) as provider, pytest.warns(InsecureRequestWarning):
         assert provider.resolve("secret/data/app#k") == "over-tls"
+
+
+SETTINGS_IN_CODE = """
+import sys
+from integrations.adapters.vault_connectors.hashicorp import VaultSecretProvider, VaultSettings
+
+settings = VaultSettings(url=sys.argv[1], token="hvs.tls", ca_cert=sys.argv[2])
+with VaultSecretProvider(settings) as provider:
+    print(provider.resolve("secret/data/app#k"))
+"""
+
+
+def test_settings_given_in_code_are_all_hvac_uses(tls_vault: VaultServer) -> None:
+    # hvac falls back to these variables (read when it is imported) when given None.
+    environ = {
+        **os.environ,
+        "VAULT_CLIENT_CERT": "/nonexistent/client.pem",
+        "VAULT_CLIENT_KEY": "/nonexistent/client-key.pem",
+        "VAULT_CACERT": "/nonexistent/ca.pem",
+        "VAULT_TOKEN": "hvs.not-this-one",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SETTINGS_IN_CODE, tls_vault.url, str(TLS / "ca.pem")],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "over-tls\n", "")
+    assert tls_vault.requests[-1].headers["X-Vault-Token"] == "hvs.tls"
+
+
+def test_a_token_in_the_environment_is_not_used_by_settings_without_one(
+    vault: VaultServer, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAULT_TOKEN", "hvs.ambient")
+    vault.add_token("hvs.ambient")
+    with (
+        VaultSecretProvider(VaultSettings(url=vault.url), clock=clock) as provider,
+        pytest.raises(SecretError, match="no Vault token"),
+    ):
+        provider.resolve("secret/data/ai/openai#api_key")
+    assert vault.count() == 0
 
 
 def test_the_ca_cert_wins_over_the_ca_path_and_skip_verify_over_both() -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 import traceback
 import urllib.request
 from collections.abc import Iterator
@@ -134,6 +137,39 @@ def test_base_knows_the_scheme_without_settings_or_a_request(
     resolver = SecretResolver()
     assert resolver.knows("vault")  # loads the provider: no settings are read yet
     assert not SecretResolver(entry_points=False).knows("vault")
+
+
+WITHOUT_HVAC = """
+import sys
+
+sys.modules["hvac"] = None  # an import of hvac fails, as without the hashicorp extra
+from integrations.base import SecretError, SecretResolver
+
+resolver = SecretResolver()
+print(resolver.knows("vault"))
+try:
+    resolver.resolve("vault:secret/data/app#k")
+except SecretError as error:
+    print(error)
+"""
+
+
+def test_without_hvac_the_scheme_is_known_and_resolving_says_what_to_install() -> None:
+    environ = {**os.environ, "VAULT_ADDR": "http://127.0.0.1:9", "VAULT_TOKEN": "hvs.x"}
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_HVAC],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "True",
+        "the vault: secret provider needs hvac: "
+        "pip install 'integrations-adapters-vault[hashicorp]'",
+    ]
 
 
 def test_base_resolves_vault_references_through_the_entry_point(vault: VaultServer) -> None:

@@ -44,9 +44,10 @@ class VaultClient:
             hvac: Any = importlib.import_module("hvac")
         except ImportError:
             raise SecretError(f"the vault: secret provider needs hvac: {INSTALL_HINT}") from None
-        cert = (settings.client_cert, settings.client_key) if settings.client_cert else None
-        # Every setting is passed explicitly (an empty token included) so that hvac reads
-        # nothing from the environment or ~/.vault-token behind the settings' back.
+        # Every setting is passed explicitly (an empty token, an empty client certificate)
+        # so that hvac reads nothing from the environment or ~/.vault-token behind the
+        # settings' back: it falls back to VAULT_TOKEN and VAULT_CLIENT_CERT on None.
+        cert = (settings.client_cert, settings.client_key) if settings.client_cert else ()
         self._client: Any = hvac.Client(
             url=settings.url,
             token=settings.token.reveal() if settings.token is not None else "",
