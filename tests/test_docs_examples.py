@@ -34,6 +34,7 @@ PAGES = (
     "observability.md",
     "memory.md",
     "intent.md",
+    "vault.md",
     "migration.md",
 )
 SKIP_MARKER = "<!-- docs-example: skip -->"
