@@ -534,3 +534,22 @@ def test_an_async_stream(server: OpenAIServer, registry: Registry) -> None:
             return text_of([chunk async for chunk in chunks])
 
     assert asyncio.run(run()) == "You said: hello async"
+
+
+# -- the event-stream format -------------------------------------------------------------------
+
+
+def test_events_follow_the_event_stream_rules() -> None:
+    from integrations.adapters.vault_connectors.openai._sse import event_data
+
+    lines = [
+        ": keep-alive",
+        "event: message",
+        'data: {"a":',
+        "data:  1}",
+        "id: 7",
+        "",
+        "",
+        "data:[DONE]",
+    ]
+    assert list(event_data(lines)) == ['{"a":\n 1}', "[DONE]"]
