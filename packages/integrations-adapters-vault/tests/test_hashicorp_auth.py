@@ -424,6 +424,17 @@ def test_unset_and_empty_variables_leave_the_defaults() -> None:
     assert settings.auth_method == "none"
 
 
+def test_keyword_overrides_replace_what_the_environment_says() -> None:
+    environ = {"VAULT_ADDR": "https://vault.internal:8200", "VAULT_TOKEN": "hvs.env"}
+    settings = VaultSettings.from_env(environ, token=None, role_id=ROLE_ID, cache_ttl_seconds=5)
+    assert (settings.url, settings.token, settings.role_id) == (
+        environ["VAULT_ADDR"],
+        None,
+        ROLE_ID,
+    )
+    assert (settings.auth_method, settings.cache_ttl_seconds) == ("approle", 5.0)
+
+
 @pytest.mark.parametrize(
     ("raw", "seconds"), [("15", 15.0), ("2.5", 2.5), ("30s", 30.0), ("500ms", 0.5), ("2m", 120)]
 )
