@@ -93,6 +93,13 @@ def test_the_defaults_come_from_the_packaged_json() -> None:
     )
 
 
+def test_the_legacy_schemas_ship_beside_the_config_as_the_connectors() -> None:
+    legacy_files = resources.files("vault_connectors.ai.openai").joinpath("schemas")
+    shipped = resources.files("integrations.adapters.vault_connectors").joinpath("schemas")
+    for name in ("model_invoke.json", "tool_call.json"):
+        assert legacy_files.joinpath(name).read_bytes() == shipped.joinpath(name).read_bytes()
+
+
 def test_the_auth_provider_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.warns(DeprecationWarning, match=REPLACEMENT):
         provider = legacy.VaultAuthProvider()

@@ -12,7 +12,8 @@ guide)::
 What still works, unchanged for its callers:
 
 - ``ConnectorConfig(base_url, timeout_seconds, max_retries, model)``, a dataclass whose
-  defaults are read from ``config/openai.defaults.json`` (package data beside this module);
+  defaults are read from ``config/openai.defaults.json`` (package data beside this module,
+  next to ``schemas/``, the actions' input schemas, the same files ``vault.openai`` uses);
 - ``VaultAuthProvider(env_key="PV_OPENAI_API_KEY").get_credentials()``: ``{"api_key": ...}``
   from the environment, or ``RuntimeError("OPENAI_API_KEY_MISSING")``;
 - ``OpenAIConnector(config=None, auth_provider=None, audit_hook=None)``: ``id``
