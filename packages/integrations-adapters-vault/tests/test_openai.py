@@ -214,6 +214,29 @@ def test_the_default_model_fills_an_input_that_names_none(server: OpenAIServer) 
         connector.connect(OpenAIConfig(url=server.url, api_key=KEY))  # replaces and closes
 
 
+def test_the_models_the_api_serves(server: OpenAIServer, registry: Registry) -> None:
+    with registry.open(
+        CONNECTOR, config=config(server), context=APPROVED, governance=governance()
+    ) as session:
+        connector = session.connector
+        assert isinstance(connector, OpenAIConnector)
+        assert connector.models() == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_an_action_the_connector_does_not_offer(server: OpenAIServer, registry: Registry) -> None:
+    from integrations.base import ActionRequest, AuthContext, NotSupported
+
+    with registry.open(
+        CONNECTOR, config=config(server), context=APPROVED, governance=governance()
+    ) as session, pytest.raises(NotSupported, match="image_generate"):
+        session.invoke("image_generate", {})
+    connector = OpenAIConnector()
+    connector.auth(AuthContext(tenant="acme", actor="alice"))
+    with pytest.raises(NotSupported, match="image_generate"):
+        connector.invoke(ActionRequest(action="image_generate"))
+    assert server.requests() == 0
+
+
 # -- refused before any request ----------------------------------------------------------------
 
 

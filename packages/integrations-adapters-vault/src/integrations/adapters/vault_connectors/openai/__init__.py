@@ -211,19 +211,20 @@ class OpenAIConnector(BaseConnector[OpenAIConfig]):
 
     def models(self) -> list[str]:
         """The ids of the models the API serves (``GET /models``): a direct call, not audited."""
-        return self._opened("models").client.models()
+        return self._opened("models", action=False).client.models()
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _opened(self, action: str) -> _Open:
-        if action not in ACTIONS and action != "models":
-            raise NotSupported(f"{type(self).__name__} does not support action {action}")
+    def _opened(self, operation: str, *, action: bool = True) -> _Open:
+        """The open client, once sure `operation` (an action unless said) may run."""
+        if action and operation not in ACTIONS:
+            raise NotSupported(f"{type(self).__name__} does not support action {operation}")
         with self._lock:
             token, opened = self._token, self._open
         if token is None:
-            raise LifecycleError(f"{type(self).__name__}.{action} needs auth() first")
+            raise LifecycleError(f"{type(self).__name__}.{operation} needs auth() first")
         if opened is None:
-            raise LifecycleError(f"{type(self).__name__}.{action} needs connect() first")
+            raise LifecycleError(f"{type(self).__name__}.{operation} needs connect() first")
         return opened
 
 
