@@ -226,9 +226,12 @@ def test_the_models_the_api_serves(server: OpenAIServer, registry: Registry) -> 
 def test_an_action_the_connector_does_not_offer(server: OpenAIServer, registry: Registry) -> None:
     from integrations.base import ActionRequest, AuthContext, NotSupported
 
-    with registry.open(
-        CONNECTOR, config=config(server), context=APPROVED, governance=governance()
-    ) as session, pytest.raises(NotSupported, match="image_generate"):
+    with (
+        registry.open(
+            CONNECTOR, config=config(server), context=APPROVED, governance=governance()
+        ) as session,
+        pytest.raises(NotSupported, match="image_generate"),
+    ):
         session.invoke("image_generate", {})
     connector = OpenAIConnector()
     connector.auth(AuthContext(tenant="acme", actor="alice"))
