@@ -50,6 +50,15 @@ from integrations.mocks import MockConfig, MockConnector
 
 pytest_plugins = ["pytester"]
 
+ACTION_CHECKS = {
+    "actions_have_schemas_and_samples",
+    "invalid_action_input_is_refused_before_any_io",
+    "actions_answer_valid_input",
+    "action_quorum_is_enforced",
+    "action_retries_follow_the_idempotency_flag",
+}
+"""The checks of named actions: not applicable to a connector that declares none."""
+
 
 class AsyncMockConnector(AsyncBaseConnector[MockConfig]):
     """The mock connector behind coroutines: the async flavour of the contract."""
@@ -138,7 +147,7 @@ def test_every_subclass_runs_its_checks_under_a_time_limit() -> None:
     assert [mark.args for mark in marks] == [(300.0,)]
     assert ConnectorCertification.pytestmark == []
     assert standard_checks()[0] == "test_standard_checks_are_kept"
-    assert KIT_VERSION == "1.2.0"
+    assert KIT_VERSION == "1.3.0"
 
 
 # -- what the checks stand on ------------------------------------------------------------------
@@ -296,6 +305,7 @@ def test_a_sloppy_connector_fails_the_expected_checks_with_readable_reasons(
         "manifest_entry_matches_the_class",
         "unsupported_operations_raise_not_supported",
         "text_search_finds_matching_records",
+        *ACTION_CHECKS,
     }
     assert "push_is_idempotent" not in results  # deleted: only the guard can tell
     reasons = {name: str(results[name].reason) for name in outcomes(results, "failed")}

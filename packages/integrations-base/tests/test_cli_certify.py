@@ -60,13 +60,13 @@ def test_certify_mock_passes_with_a_line_per_check() -> None:
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("certification of mock (kit 1.2.0, integrations-base ")
+    assert lines[0].startswith("certification of mock (kit 1.3.0, integrations-base ")
     outcomes = {"passed", "failed", "expected-failure", "not-applicable"}
     listed = {line.split()[1] for line in lines[1:-1] if line.split()[0] in outcomes}
     assert listed == CHECKS
     assert "  not-applicable   text_search_finds_matching_records" in lines
     assert "                     supports_text_search is False" in lines
-    assert lines[-1] == "certified: 17 passed, 0 failed, 0 expected failures, 3 not applicable"
+    assert lines[-1] == "certified: 17 passed, 0 failed, 0 expected failures, 8 not applicable"
 
 
 def test_certify_json_report_with_optional_behaviour_enabled(tmp_path: Path, store: str) -> None:
@@ -91,13 +91,13 @@ def test_certify_json_report_with_optional_behaviour_enabled(tmp_path: Path, sto
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["connector"] == "mock"
-    assert report["kit_version"] == "1.2.0"
+    assert report["kit_version"] == "1.3.0"
     assert report["ok"] is True
     assert report["counts"] == {
         "passed": 19,
         "failed": 0,
         "expected-failure": 0,
-        "not-applicable": 1,
+        "not-applicable": 6,
     }
     checks = {row["check"]: row for row in report["checks"]}
     assert checks.keys() == CHECKS

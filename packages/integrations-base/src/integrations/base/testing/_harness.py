@@ -18,10 +18,12 @@ import time
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Union, get_args, get_origin
+from typing import Any, Protocol, Union, cast, get_args, get_origin
 
 from integrations.base._connector import Capability
 from integrations.base._models import (
+    ActionChunk,
+    ActionResult,
     ConnectorConfig,
     FetchQuery,
     FetchResult,
@@ -32,7 +34,7 @@ from integrations.base._models import (
     SyncState,
 )
 from integrations.base._secret import Secret
-from integrations.base._session import AsyncSession, SessionState
+from integrations.base._session import AsyncSession, Session, SessionState
 
 __all__ = [
     "GovernedSession",
@@ -49,6 +51,7 @@ __all__ = [
     "schema_declares_secret",
     "secret_fields",
     "settled_resources",
+    "stream_all",
 ]
 
 
@@ -81,6 +84,10 @@ class GovernedSession(Protocol):
         """Sync changes through the connector."""
         ...
 
+    def invoke(self, action: str, input: dict[str, Any]) -> ActionResult:
+        """Run a named action through the connector."""
+        ...
+
 
 class _BlockingSession:
     """An open `AsyncSession` driven from synchronous code through one event loop."""
@@ -105,6 +112,26 @@ class _BlockingSession:
 
     def sync(self, state: SyncState) -> SyncResult:
         return self._runner.run(self._session.sync(state))
+
+    def invoke(self, action: str, input: dict[str, Any]) -> ActionResult:
+        return self._runner.run(self._session.invoke(action, input))
+
+    def stream_all(self, action: str, data: dict[str, Any]) -> list[ActionChunk]:
+        """Every chunk of a streamed action, read on the session's loop."""
+
+        async def read() -> list[ActionChunk]:
+            async with self._session.stream(action, data) as chunks:
+                return [chunk async for chunk in chunks]
+
+        return self._runner.run(read())
+
+
+def stream_all(session: GovernedSession, action: str, data: dict[str, Any]) -> list[ActionChunk]:
+    """Every chunk of streamed action `action`, whatever the session's flavour."""
+    if isinstance(session, _BlockingSession):
+        return session.stream_all(action, data)
+    with cast(Session, session).stream(action, data) as chunks:
+        return list(chunks)
 
 
 @contextlib.contextmanager

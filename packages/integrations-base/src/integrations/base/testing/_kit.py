@@ -21,11 +21,12 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, cast
 
 import pytest
 
-from integrations.base._audit import AuditEvent, FanOutAuditSink, MemoryAuditSink
+from integrations.base._actions import action_schema
+from integrations.base._audit import AuditEvent, ConnectorMeta, FanOutAuditSink, MemoryAuditSink
 from integrations.base._connector import (
     AsyncBaseConnector,
     BaseConnector,
@@ -39,9 +40,14 @@ from integrations.base._exceptions import (
     IntegrationsError,
     InvalidRequest,
     NotSupported,
+    PolicyError,
+    TransientError,
 )
 from integrations.base._governance import Governance
+from integrations.base._manifest import ActionSpec, ConnectorEntry
 from integrations.base._models import (
+    ActionRequest,
+    ActionResult,
     AuthContext,
     ConnectorConfig,
     FetchQuery,
@@ -49,8 +55,10 @@ from integrations.base._models import (
     Record,
     SyncState,
 )
+from integrations.base._policy import PolicySet, QuorumRequired, TenantAndActorRequired
 from integrations.base._registry import ConnectorClass, Registry, Status
-from integrations.base._session import SessionState
+from integrations.base._resilience import RetryPolicy
+from integrations.base._session import AsyncSession, Session, SessionState
 
 from ._harness import (
     GovernedSession,
@@ -66,6 +74,7 @@ from ._harness import (
     schema_declares_secret,
     secret_fields,
     settled_resources,
+    stream_all,
 )
 from ._spec import KIT_VERSION, NOT_APPLICABLE
 
@@ -172,6 +181,14 @@ class ConnectorCertification:
     thread_tolerance: ClassVar[int] = 1
     """Threads the leak check lets the process gain over `leak_sessions` sessions."""
 
+    action_samples: ClassVar[Mapping[str, tuple[dict[str, Any], dict[str, Any]]]] = {}
+    """Per named action, a valid input and an input its schema refuses: ``{"model_invoke":
+    ({"model": "m", "messages": [...]}, {"messages": "not a list"})}``. Every action the
+    connector declares needs one."""
+
+    quorum_policies: ClassVar[Mapping[str, int]] = {}
+    """The quorum policies the default `governance()` defines, for actions naming one."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Protect the guard and put every check of the subclass under a time limit."""
         super().__init_subclass__(**kwargs)
@@ -223,8 +240,12 @@ class ConnectorCertification:
         return AuthContext(tenant=f"certification-{uuid.uuid4().hex[:12]}", actor="certification")
 
     def governance(self) -> Governance:
-        """The governance sessions run under; the kit adds its own audit trail to it."""
-        return Governance(audit=MemoryAuditSink())
+        """The governance sessions run under; the kit adds its own audit trail to it.
+
+        The default policies are the library's defaults, with `quorum_policies` defined.
+        """
+        policies = PolicySet([TenantAndActorRequired(), QuorumRequired(self.quorum_policies)])
+        return Governance(policies=policies, audit=MemoryAuditSink())
 
     def registry(self) -> Registry:
         """The registry `registry_name` is looked up in: installed distributions, the
@@ -347,14 +368,19 @@ class ConnectorCertification:
 
     @contextlib.contextmanager
     def open_session(
-        self, config: ConnectorConfig | Mapping[str, Any] | None = None
+        self,
+        config: ConnectorConfig | Mapping[str, Any] | None = None,
+        context: AuthContext | None = None,
     ) -> Iterator[GovernedSession]:
-        """A governed session on the connector: auth and connect on entry, revoke on exit."""
+        """A governed session on the connector: auth and connect on entry, revoke on exit.
+
+        `context` replaces the check's context (`auth_context`) for this session.
+        """
         chosen = self.config_mapping if config is None else config
         name = self._session_name
         options: dict[str, Any] = {
             "config": chosen,
-            "context": self.auth_context,
+            "context": self.auth_context if context is None else context,
             "governance": self._governance,
         }
         if is_async_connector(self.subject):
@@ -931,6 +957,194 @@ class ConnectorCertification:
                 session.fetch(self.probe_query())
             elif Capability.SYNC in offered:
                 session.sync(SyncState())
+
+    # -- named actions ---------------------------------------------------------------------
+
+    def _action_entry(self) -> ConnectorEntry:
+        """The manifest entry of a connector with actions (which needs one), or not applicable."""
+        declared = frozenset(getattr(self.subject, "actions", frozenset()))
+        if not declared:
+            _not_applicable("the connector declares no named actions")
+        if self.registry_name is None:
+            _fail(
+                f"the connector declares actions ({', '.join(sorted(declared))}) but has no "
+                "manifest entry: actions need one that names each action's schema"
+            )
+        try:
+            self.kit_registry.get(self.registry_name)
+        except IntegrationsError as error:
+            _fail(f"manifest entry {self.registry_name!r}: {error}")
+        entry = self.kit_registry.info(self.registry_name).entry
+        if entry is None:
+            _fail(f"manifest entry {self.registry_name!r} is not usable")
+        return entry
+
+    def _samples(self, spec: ActionSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        samples = self.action_samples.get(spec.name)
+        if samples is None:
+            _fail(
+                f"action_samples has no (valid, invalid) inputs for action {spec.name}: "
+                "the kit needs them to call it"
+            )
+        return samples
+
+    def approving_context(self, spec: ActionSpec) -> AuthContext:
+        """The check's context with as many approvers as `spec`'s quorum asks for."""
+        quorum = spec.quorum
+        count = self.quorum_policies.get(quorum, 0) if isinstance(quorum, str) else quorum
+        context = self.auth_context
+        approvals = [f"certification-approver-{index}" for index in range(count)]
+        return context.model_copy(
+            update={"attributes": {**context.attributes, "approvals": approvals}}
+        )
+
+    def test_actions_have_schemas_and_samples(self) -> None:
+        """Every declared action has a draft 7 schema that takes the valid sample and refuses
+        the invalid one."""
+        entry = self._action_entry()
+        for spec in entry.actions:
+            valid, invalid = self._samples(spec)
+            try:
+                schema = action_schema(spec)
+            except IntegrationsError as error:
+                _fail(f"the schema of action {spec.name} cannot be used: {error}")
+            try:
+                schema.check(spec.name, valid)
+            except InvalidRequest as error:
+                _fail(f"the valid sample of action {spec.name} is refused by its schema: {error}")
+            try:
+                schema.check(spec.name, invalid)
+            except InvalidRequest:
+                continue
+            _fail(f"the invalid sample of action {spec.name} is accepted by its schema")
+
+    def test_invalid_action_input_is_refused_before_any_io(self) -> None:
+        """An input its schema refuses raises `InvalidRequest`; the connector is not called."""
+        entry = self._action_entry()
+        for spec in entry.actions:
+            _, invalid = self._samples(spec)
+            with self.open_session(context=self.approving_context(spec)) as session:
+                try:
+                    session.invoke(spec.name, invalid)
+                except InvalidRequest:
+                    pass
+                else:
+                    _fail(f"action {spec.name} accepted its invalid sample")
+                self._not_reached(session, spec.name, "with invalid input")
+
+    def _not_reached(self, session: GovernedSession, action: str, why: str) -> None:
+        events = [e for e in self.events_of(session) if e.operation == action]
+        if any(e.phase == "started" for e in events):
+            _fail(f"action {action} {why} reached the connector")
+        if [e.outcome for e in events] != ["denied"]:
+            _fail(f"action {action} {why} was not audited as one denial")
+
+    def test_actions_answer_valid_input(self) -> None:
+        """A valid sample is answered with an `ActionResult` (and streamed when declared)."""
+        entry = self._action_entry()
+        for spec in entry.actions:
+            valid, _ = self._samples(spec)
+            with self.open_session(context=self.approving_context(spec)) as session:
+                result = session.invoke(spec.name, valid)
+                if not isinstance(result, ActionResult) or result.action != spec.name:
+                    _fail(f"action {spec.name} answered {result!r}, not its ActionResult")
+                if spec.streaming:
+                    chunks = stream_all(session, spec.name, valid)
+                    if not chunks:
+                        _fail(f"the stream of action {spec.name} ended without a chunk")
+            finished = [
+                e.outcome
+                for e in self.events_of(session)
+                if e.operation == spec.name and e.phase == "finished"
+            ]
+            if finished != ["ok"] * (2 if spec.streaming else 1):
+                _fail(f"action {spec.name} was audited as {finished}")
+
+    def test_action_quorum_is_enforced(self) -> None:
+        """An action with a quorum is denied without approvers, before the connector runs."""
+        entry = self._action_entry()
+        guarded = [spec for spec in entry.actions if spec.quorum not in (0, "")]
+        if not guarded:
+            _not_applicable("no action declares a quorum")
+        for spec in guarded:
+            valid, _ = self._samples(spec)
+            with self.open_session() as session:
+                try:
+                    session.invoke(spec.name, valid)
+                except PolicyError:
+                    pass
+                else:
+                    _fail(f"action {spec.name} ran without the approvers its quorum needs")
+                self._not_reached(session, spec.name, "without approvers")
+
+    def test_action_retries_follow_the_idempotency_flag(self) -> None:
+        """After one transient failure an idempotent action is retried, another is not."""
+        entry = self._action_entry()
+        name = self.registry_name or self._session_name
+        for spec in entry.actions:
+            valid, _ = self._samples(spec)
+            sink = MemoryAuditSink()
+            governance = dataclasses.replace(
+                self._governance,
+                audit=FanOutAuditSink([self._governance.audit, sink]),
+                retry=RetryPolicy(max_attempts=2, initial_backoff=0.001, max_backoff=0.001),
+                breaker=None,
+            )
+            options: dict[str, Any] = {
+                "config": self.config_mapping,
+                "context": self.approving_context(spec),
+                "governance": governance,
+                "meta": ConnectorMeta(name),
+                "entry": entry,
+            }
+            connector = _failing_once(self.subject)()
+            try:
+                if is_async_connector(self.subject):
+                    with blocking_session(AsyncSession(connector, **options)) as session:
+                        session.invoke(spec.name, valid)
+                else:
+                    with Session(connector, **options) as sync_session:
+                        sync_session.invoke(spec.name, valid)
+            except TransientError:
+                retried = False
+            else:
+                retried = True
+            attempts = sum(
+                1 for e in sink.events if e.operation == spec.name and e.phase == "started"
+            )
+            if retried != spec.idempotent or attempts != (2 if spec.idempotent else 1):
+                _fail(
+                    f"action {spec.name} (idempotent={spec.idempotent}) ran {attempts} "
+                    "attempt(s) after one transient failure; expected "
+                    f"{2 if spec.idempotent else 1}"
+                )
+
+
+def _failing_once(cls: ConnectorClass) -> type[Any]:
+    """A subclass of `cls` whose first `invoke` raises `TransientError` without any I/O."""
+    failed: list[bool] = []
+
+    def fail_first() -> None:
+        if not failed:
+            failed.append(True)
+            raise TransientError("certification: one injected transient failure")
+
+    if is_async_connector(cls):
+
+        async def invoke_async(self: Any, request: ActionRequest) -> ActionResult:
+            fail_first()
+            return cast(ActionResult, await super(subclass, self).invoke(request))
+
+        method: Any = invoke_async
+    else:
+
+        def invoke_sync(self: Any, request: ActionRequest) -> ActionResult:
+            fail_first()
+            return cast(ActionResult, super(subclass, self).invoke(request))
+
+        method = invoke_sync
+    subclass: type[Any] = type(f"FailingOnce{cls.__name__}", (cls,), {"invoke": method})
+    return subclass
 
 
 def standard_checks() -> tuple[str, ...]:

@@ -10,12 +10,13 @@ from typing import Final
 
 __all__ = ["BOOLEAN_FLAGS", "KIT_VERSION", "NOT_APPLICABLE"]
 
-KIT_VERSION: Final = "1.2.0"
+KIT_VERSION: Final = "1.3.0"
 """Semantic version of the certification kit, independent of the distribution's version.
 
 A major bump adds a check or makes one stricter, so a connector certified by an older major
-may fail; a minor bump adds flags or hooks; a patch fixes the kit without changing what
-passes. Reports name it, so a certification says which checks it ran.
+may fail; a minor bump adds flags or hooks, or checks of contract features an older kit did
+not know (such as named actions: not applicable to connectors without them); a patch fixes
+the kit without changing what passes. Reports name it, so a certification says which checks it ran.
 """
 
 BOOLEAN_FLAGS: Final = (
