@@ -535,6 +535,39 @@ def test_a_stream_closed_early_releases_the_response_and_is_audited(
     assert "closed early after 2 chunks" in streamed.detail
 
 
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("server_error", TransientError, "sent an error in the stream"),
+        ("invalid_request_error", ConnectorError, "sent an error in the stream"),
+        (None, ConnectorError, r"ended the stream before data: \[DONE\]"),
+    ],
+)
+def test_a_stream_broken_midway_raises_after_its_first_chunks(
+    server: OpenAIServer,
+    registry: Registry,
+    audit: MemoryAuditSink,
+    kind: str | None,
+    error: type[Exception],
+    message: str,
+) -> None:
+    server.break_next_stream(after=2, error=kind)
+    received: list[ActionChunk] = []
+    with registry.open(
+        CONNECTOR, config=config(server), context=APPROVED, governance=governance(audit)
+    ) as session:
+        with (
+            pytest.raises(error, match=message) as raised,
+            session.stream("model_invoke", chat("hello there")) as chunks,
+        ):
+            received.extend(chunks)
+        assert kind != "invalid_request_error" or not isinstance(raised.value, TransientError)
+        assert len(received) == 2
+        assert session.invoke("model_invoke", chat("again")).output["object"] == "chat.completion"
+    (streamed, _) = finished(audit, "model_invoke")
+    assert (streamed.outcome, streamed.error_type) == ("error", error.__name__)
+
+
 def test_a_stream_refused_by_the_provider_raises_before_any_chunk(
     server: OpenAIServer, registry: Registry
 ) -> None:

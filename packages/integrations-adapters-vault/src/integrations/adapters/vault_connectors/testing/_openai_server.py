@@ -27,7 +27,9 @@ any status in that shape (429 with ``Retry-After``, 500, 503 ...), `delay_next` 
 back, and `latency` delays every request: the controls of the underlying
 `integrations.base.testing.LoopbackHTTPServer` (`http`). `hold_streams` keeps every stream
 from sending its final chunk until `release_streams`, so a test can see the first chunks
-arrive before the last one is sent. `chat_requests` lists the bodies received.
+arrive before the last one is sent; `break_next_stream` makes the next stream send an error
+event after some chunks (as the API does when it fails mid-answer), or stop there without
+``data: [DONE]``. `chat_requests` lists the bodies received.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class OpenAIServer:
         self._numbers = itertools.count(1)
         self._streams_started = 0
         self._streams_finished = 0
+        self._breaks: list[tuple[int, str | None]] = []
         self.http: Final = LoopbackHTTPServer(latency=latency, name="openai-server")
         self.http.route("POST", CHAT, self._chat)
         self.http.route("GET", MODELS, self._models)
@@ -187,6 +190,13 @@ class OpenAIServer:
     def hold_streams(self) -> None:
         """Keep streams from sending their final chunk until `release_streams` (or stop)."""
         self._released.clear()
+
+    def break_next_stream(self, *, after: int = 2, error: str | None = "server_error") -> None:
+        """End the next stream after `after` chunks: with an error event of type `error`
+        (``{"error": {...}}``, as the API sends one), or, when `error` is None, without one
+        and without ``data: [DONE]``."""
+        with self._lock:
+            self._breaks.append((after, error))
 
     def release_streams(self) -> None:
         """Let held streams finish."""
@@ -263,7 +273,13 @@ class OpenAIServer:
     def _events(self, answer: _Answer, usage: bool) -> Iterator[bytes]:
         with self._lock:
             self._streams_started += 1
-        for chunk in answer.chunks():
+            broken = self._breaks.pop(0) if self._breaks else None
+        for number, chunk in enumerate(answer.chunks()):
+            if broken is not None and number == broken[0]:
+                if broken[1] is not None:
+                    message = "The server had an error while processing your request."
+                    yield _event(openai_error(500, message, type=broken[1]))
+                return
             yield _event(chunk)
         self._released.wait(HOLD_LIMIT)
         yield _event(answer.chunk({}, finish_reason=answer.finish_reason))
