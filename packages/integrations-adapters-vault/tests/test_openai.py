@@ -10,6 +10,7 @@ held back past the client's timeout, streams cut short.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from integrations.base import (
     Destination,
     EgressDenied,
     EgressPolicy,
+    EgressRule,
     Governance,
     InvalidRequest,
     MemoryAuditSink,
@@ -44,6 +46,7 @@ from integrations.base import (
     Registry,
     RetryPolicy,
     SecretError,
+    SecretReferenceDenied,
     TransientError,
     UntrustedConfig,
     UntrustedPolicy,
@@ -312,6 +315,42 @@ def test_a_tenants_config_cannot_reach_a_loopback_api(
         pass
     assert server.http.count() == 0
     assert OpenAIConfig(url=server.url).destinations() == (Destination.from_url(server.url),)
+
+
+def tenant_governance(server: OpenAIServer) -> Governance:
+    """Configs from tenants may reach the test server's port on loopback, nothing else."""
+    allowed = EgressRule(
+        connectors=(CONNECTOR,), tenants=("acme",), networks=("127.0.0.0/8",), ports=(server.port,)
+    )
+    base = governance()
+    return dataclasses.replace(
+        base, untrusted=UntrustedPolicy(egress=EgressPolicy(rules=(allowed,)))
+    )
+
+
+def test_a_tenants_config_reaches_its_api_through_the_egress_rule(
+    server: OpenAIServer, registry: Registry
+) -> None:
+    untrusted = UntrustedConfig(config(server, api_key=f"literal:{KEY}"), origin="tenant form")
+    with registry.open(
+        CONNECTOR, config=untrusted, context=APPROVED, governance=tenant_governance(server)
+    ) as session:
+        result = session.invoke("model_invoke", chat("from a tenant"))
+    assert result.output["choices"][0]["message"]["content"] == "You said: from a tenant"
+
+
+def test_a_tenants_config_cannot_use_the_platforms_key(
+    server: OpenAIServer, registry: Registry
+) -> None:
+    # Without an api_key the default reference env:PV_OPENAI_API_KEY would apply: it is a
+    # reference like any other, which the secret reference policy refuses to a tenant.
+    untrusted = UntrustedConfig(config(server), origin="tenant form")
+    session = registry.open(
+        CONNECTOR, config=untrusted, context=APPROVED, governance=tenant_governance(server)
+    )
+    with pytest.raises(SecretReferenceDenied), session:
+        pass
+    assert server.http.count() == 0
 
 
 # -- the provider's errors ---------------------------------------------------------------------

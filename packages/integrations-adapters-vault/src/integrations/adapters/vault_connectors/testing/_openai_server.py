@@ -131,6 +131,11 @@ class OpenAIServer:
         """The API's base URL, ``http://127.0.0.1:<port>/v1``."""
         return f"{self.http.url}/v1"
 
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self.http.port
+
     # -- lifetime ------------------------------------------------------------------------
 
     def start(self) -> OpenAIServer:
