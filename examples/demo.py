@@ -70,7 +70,8 @@ def list_connectors() -> None:
     heading("Discovered connectors (read from manifests, nothing imported)")
     registry.discover()
     for info in registry.connectors():
-        capabilities = ", ".join(info.capabilities) or "-"
+        actions = sorted(info.entry.action_names) if info.entry is not None else []
+        capabilities = ", ".join([*info.capabilities, *actions]) or "-"
         print(
             f"  {info.name:<24} {info.status.value:<4} {info.distribution or '-'} "
             f"{info.distribution_version or ''}  [{capabilities}]"
