@@ -88,7 +88,7 @@ class OpenAIClient:
                 chunk = json.loads(data)
                 if not isinstance(chunk, dict):
                     raise ConnectorError(f"{SERVICE} streamed an event that is not an object")
-                if "error" in chunk:
+                if chunk.get("error") is not None:
                     raise error_in_stream(chunk, secret=self._key)
                 yield chunk
             raise ConnectorError(f"{SERVICE} ended the stream before data: {_DONE}")
