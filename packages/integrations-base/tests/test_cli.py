@@ -80,7 +80,7 @@ def test_list_json_rows(fake_site: FakeSite) -> None:
         "problem": None,
     }
     assert rows[future]["status"] == "incompatible"
-    assert rows[future]["problem"] == "supports contract >=2, installed contract is 1.0.0"
+    assert rows[future]["problem"] == "supports contract >=2, installed contract is 1.1.0"
     assert rows[raising]["status"] == "ok"  # `list` imports nothing, so it cannot know yet
     assert fake_site.imported() == []
 
@@ -442,7 +442,7 @@ def test_list_in_a_narrow_terminal_keeps_every_name_whole(
     assert "distribution" not in table[1]
     assert "status" in table[1]
     [future] = [name for name in names if name.endswith("from_the_future")]
-    assert f"{future}: supports contract >=2.5,<3, installed contract is 1.0.0" in lines
+    assert f"{future}: supports contract >=2.5,<3, installed contract is 1.1.0" in lines
 
 
 def test_list_piped_shows_every_column_and_cuts_nothing(fake_site: FakeSite) -> None:

@@ -534,7 +534,7 @@ def test_incompatible_contract_range_is_never_imported(fake_site: FakeSite) -> N
 
     info = by_name(registry.connectors())[name]
     assert info.status is Status.INCOMPATIBLE
-    assert info.problem == "supports contract >=2,<3, installed contract is 1.0.0"
+    assert info.problem == "supports contract >=2,<3, installed contract is 1.1.0"
     with pytest.raises(ConnectorUnavailable, match="is incompatible: supports contract >=2,<3"):
         registry.get(name)
     assert registry.load_all()
@@ -813,7 +813,7 @@ def test_strict_raises_on_the_first_problem_only(fake_site: FakeSite) -> None:
         registry.discover(path, strict=True)
 
     assert str(raised.value) == (
-        f"connector '{first}' is incompatible: supports contract >=5, installed contract is 1.0.0"
+        f"connector '{first}' is incompatible: supports contract >=5, installed contract is 1.1.0"
     )
 
 

@@ -2,7 +2,7 @@
 
 from typing import Final
 
-CONTRACT_VERSION: Final = "1.0.0"
+CONTRACT_VERSION: Final = "1.1.0"
 """Semantic version of the connector contract (models, methods, error tree).
 
 A major bump means connectors written for an older major no longer fit; manifests declare the
