@@ -26,6 +26,7 @@ from integrations.base import (
     PolicySet,
     QuorumRequired,
     TenantAndActorRequired,
+    TransientError,
 )
 from integrations.base.registry import default_registry
 from openai_support import KEY, KEY_VARIABLE, QUICK, QUORUM_POLICIES
@@ -165,6 +166,20 @@ def test_execute_answers_the_providers_body_in_a_governed_session(
     (invoked,) = [e for e in audit.events if e.operation == "model_invoke" and e.phase != "started"]
     assert (invoked.tenant, invoked.actor) == ("acme", "alice")
     assert KEY not in json.dumps([payload for _, payload in events])
+
+
+@pytest.mark.parametrize(("max_retries", "attempts"), [(3, 3), (1, 1), (0, 1)])
+def test_max_retries_is_the_attempts_of_the_session(
+    server: OpenAIServer, audit: MemoryAuditSink, max_retries: int, attempts: int
+) -> None:
+    with pytest.warns(DeprecationWarning, match=REPLACEMENT):
+        config = legacy.ConnectorConfig(base_url=server.url, max_retries=max_retries)
+    with pytest.warns(DeprecationWarning, match=REPLACEMENT):
+        shim = legacy.OpenAIConnector(config=config)
+    server.fail_next(5, status=503)
+    with pytest.raises(TransientError):
+        execute(shim, CONTEXT, "model_invoke", PAYLOAD)
+    assert server.requests() == attempts
 
 
 def test_execute_runs_tool_call(server: OpenAIServer, audit: MemoryAuditSink) -> None:

@@ -28,8 +28,9 @@ What still works, unchanged for its callers:
 Underneath, `execute` opens a governed session on ``vault.openai`` from the default registry
 (tenant and actor from the context, the quorum's approvers as the context's ``approvals``),
 calls ``session.invoke(action, payload)`` with ``max_retries`` as the retry policy's
-attempts, and closes the session: the input is checked against the action's schema, the
-policies and quorum run, every attempt is audited. The API key travels as a secret
+attempts (the legacy default 3 meant three attempts; 0 means one), and closes the session:
+the input is checked against the action's schema, the policies and quorum run, every
+attempt is audited. The API key travels as a secret
 reference (``env:<env_key>``) and is resolved by the session; a custom provider's key is
 passed as a ``literal:`` reference, never logged. The registry's governance decides the
 quorum each action needs (``[governance.quorum_policies]``); when it defines no policy for
@@ -217,7 +218,7 @@ class OpenAIConnector:
                 governance=_governance(),
             ) as session:
                 result = session.invoke(
-                    action, request, retry=RetryPolicy(max_attempts=self.config.max_retries)
+                    action, request, retry=RetryPolicy(max_attempts=max(1, self.config.max_retries))
                 )
         except Exception as error:
             self._audit("error", {**event, "error": type(error).__name__})
