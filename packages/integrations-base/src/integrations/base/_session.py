@@ -270,7 +270,16 @@ class _Governor:
         if operation not in self._supported:
             self._deny(operation, "NotSupported", f"{self.meta.name} does not support {operation}")
             raise NotSupported(f"connector {self.meta.name!r} does not support {operation}")
-        self._police(operation)
+        decisions = self._decisions  # as in _police, inlined: this runs on every call
+        decision = decisions.get(operation) if decisions is not None else None
+        if decision is None:
+            decision = self._decide(operation)
+        if not decision.allowed:
+            self._refuse(operation, decision)
+        if decision.code:
+            self._notes[operation] = decision.reason
+        if not self.breaker.clean:
+            self.gate(operation, 1)
 
     def _police(self, operation: str) -> None:
         """Run the policies (a pure set's decision is reused) and the breaker's gate."""
@@ -736,16 +745,18 @@ class Session(_SessionBase[Connector[Any]]):
         return self
 
     def _operate(
-        self, operation: str, call: Callable[[T], R], argument: T, retry: RetryPolicy | None
+        self,
+        operation: str,
+        call: Callable[[T], R],
+        argument: T,
+        retry: RetryPolicy | None,
+        admitted: bool = False,
     ) -> R:
-        self._governor.admit(operation)
-        return self._run(operation, call, argument, retry)
-
-    def _run(
-        self, operation: str, call: Callable[[T], R], argument: T, retry: RetryPolicy | None
-    ) -> R:
-        """Call the connector once, then retry what may be retried; every attempt audited."""
+        """Admit (unless `admitted`), call the connector once, then retry what may be
+        retried; every attempt audited."""
         governor = self._governor
+        if not admitted:
+            governor.admit(operation)
         started = governor.started(operation, 1)
         try:
             result = call(argument)
@@ -813,7 +824,7 @@ class Session(_SessionBase[Connector[Any]]):
         def call(argument: ActionRequest) -> ActionResult:
             return governor.action_result(action, invoke(argument))
 
-        return self._run(action, call, request, retry)
+        return self._operate(action, call, request, retry, admitted=True)
 
     def stream(
         self,
@@ -916,16 +927,18 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
         return self
 
     async def _operate(
-        self, operation: str, call: Callable[[T], Any], argument: T, retry: RetryPolicy | None
+        self,
+        operation: str,
+        call: Callable[[T], Any],
+        argument: T,
+        retry: RetryPolicy | None,
+        admitted: bool = False,
     ) -> Any:
-        self._governor.admit(operation)
-        return await self._run(operation, call, argument, retry)
-
-    async def _run(
-        self, operation: str, call: Callable[[T], Any], argument: T, retry: RetryPolicy | None
-    ) -> Any:
-        """Call the connector once, then retry what may be retried; every attempt audited."""
+        """Admit (unless `admitted`), call the connector once, then retry what may be
+        retried; every attempt audited."""
         governor = self._governor
+        if not admitted:
+            governor.admit(operation)
         started = governor.started(operation, 1)
         try:
             result = await _invoke(call, argument)
@@ -989,7 +1002,7 @@ class AsyncSession(_SessionBase[AsyncConnector[Any] | Connector[Any]]):
         async def call(argument: ActionRequest) -> ActionResult:
             return governor.action_result(action, await _invoke(invoke, argument))
 
-        return cast(ActionResult, await self._run(action, call, request, retry))
+        return cast(ActionResult, await self._operate(action, call, request, retry, True))
 
     def stream(
         self,
