@@ -24,7 +24,7 @@ $(VENV)/.installed: $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml) Makefi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(DEV_TOOLS) \
-		-e "packages/integrations-base[cli,http,otel,testing,test,actions]" \
+		-e "packages/integrations-base[cli,http,otel,signing,testing,test,actions]" \
 		-e packages/integrations-mocks -e "packages/integrations-adapters-intent[engine,test]" \
 		-e "packages/integrations-adapters-memory[redis,postgres,knowledge-vault,test]" \
 		-e "packages/integrations-adapters-vault[openai,hashicorp,test]"

@@ -271,6 +271,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose their own manifests and prefixes; the caller's environment has no say."""
     monkeypatch.delenv("INTEGRATIONS_MANIFEST", raising=False)
     monkeypatch.delenv("INTEGRATIONS_ALLOWED_MODULES", raising=False)
+    monkeypatch.delenv("INTEGRATIONS_TRUST", raising=False)
 
 
 @pytest.fixture

@@ -59,6 +59,7 @@ from ._exceptions import (
     ResyncRequired,
     SecretError,
     SecretReferenceDenied,
+    SigningError,
     TransientError,
 )
 from ._governance import EgressRuleSettings, Governance, GovernanceSettings, UntrustedSettings
@@ -104,6 +105,7 @@ from ._secrets import (
 )
 from ._session import AsyncSession, Session, SessionState
 from ._stream import ActionStream, AsyncActionStream
+from ._trust import TrustPolicy, TrustSettings
 from ._untrusted import SecretReferencePolicy, UntrustedConfig, UntrustedPolicy
 from ._version import CONTRACT_VERSION
 
@@ -198,12 +200,15 @@ __all__ = [
     "SecretResolver",
     "Session",
     "SessionState",
+    "SigningError",
     "Status",
     "SyncResult",
     "SyncState",
     "SystemResolver",
     "TenantAndActorRequired",
     "TransientError",
+    "TrustPolicy",
+    "TrustSettings",
     "UntrustedConfig",
     "UntrustedPolicy",
     "UntrustedSettings",

@@ -38,6 +38,7 @@ from ._models import (
 )
 from ._registry import ConnectorInfo, ManifestProblem, Registry, Status
 from ._session import AsyncSession, Session
+from ._trust import TrustPolicy, decode_public_key
 from .testing._spec import BOOLEAN_FLAGS
 
 if TYPE_CHECKING:
@@ -57,10 +58,12 @@ def _rows(registry: Registry, infos: Iterable[ConnectorInfo]) -> list[dict[str, 
 
 _STATUS_STYLES = {Status.OK.value: "green", Status.UNAVAILABLE.value: "yellow"}
 
-_HEADERS = ("name", "distribution", "version", "capabilities", "status", "problem")
-"""The listing's columns, left to right."""
+_HEADERS = ("name", "distribution", "version", "capabilities", "status", "signature", "problem")
+"""The listing's columns, left to right; signature and problem only when a row has one."""
 
-_DROPPED_FIRST = ("problem", "distribution", "version", "capabilities")
+_OPTIONAL = ("signature", "problem")
+
+_DROPPED_FIRST = ("problem", "signature", "distribution", "version", "capabilities")
 """What gives way, in order, when the table is wider than the terminal; the name never does.
 
 The problem moves below the table (whole, one line per connector) rather than disappearing.
@@ -74,8 +77,17 @@ def _cells(row: Mapping[str, Any]) -> dict[str, str]:
         "version": row["version"] or "-",
         "capabilities": ", ".join(row["capabilities"]) or "-",
         "status": row["status"],
+        "signature": _signature_cell(row),
         "problem": row["problem"] or "",
     }
+
+
+def _signature_cell(row: Mapping[str, Any]) -> str:
+    """``verified (key-id)``, ``invalid (key-id)``, or empty when no signature was checked."""
+    state = row.get("signature")
+    if not state:
+        return ""
+    return f"{state} ({row['signed_by']})" if row.get("signed_by") else str(state)
 
 
 def _table_width(widths: Mapping[str, int], columns: Sequence[str]) -> int:
@@ -85,7 +97,7 @@ def _table_width(widths: Mapping[str, int], columns: Sequence[str]) -> int:
 
 def _columns_for(widths: Mapping[str, int], width: int | None) -> list[str]:
     """The columns that fit in `width` (None: no limit), dropping the least useful first."""
-    columns = [header for header in _HEADERS if widths[header] > 0 or header != "problem"]
+    columns = [header for header in _HEADERS if widths[header] > 0 or header not in _OPTIONAL]
     for dropped in _DROPPED_FIRST:
         if width is None or _table_width(widths, columns) <= width:
             break
@@ -251,6 +263,120 @@ def _validation_errors(path: Path) -> list[str]:
             )
         seen.setdefault(entry.name, index)
     return errors
+
+
+@manifest.command("sign")
+@click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The publisher's Ed25519 private key (PEM), as `integrations keys generate` writes it.",
+)
+@click.option("--key-id", required=True, help="The id the trust settings know the key by.")
+def manifest_sign(path: Path, key_file: Path, key_id: str) -> None:
+    """Sign manifest PATH and the module files its entries name; write manifest.sig beside it.
+
+    Module files are read from the manifest's directory (the package directory).
+    """
+    from ._signing import sign_manifest
+
+    try:
+        written = sign_manifest(path, key_file, key_id)
+    except IntegrationsError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(str(written))
+
+
+@manifest.command("verify")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    metavar="ID=KEY",
+    help="Trust this key (base64, as `keys generate` prints it) as well as INTEGRATIONS_TRUST.",
+)
+def manifest_verify(paths: tuple[Path, ...], public_keys: tuple[str, ...]) -> None:
+    """Check the signature of each manifest PATH and the hashes of the modules it names.
+
+    Keys come from INTEGRATIONS_TRUST (keys and revoked key ids) and --public-key. Exit
+    status 1 when any manifest does not verify.
+    """
+    from ._signing import verify_manifest
+
+    try:
+        trust = _verify_trust(public_keys)
+    except (ConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    failed = False
+    for path in paths:
+        try:
+            data = path.read_bytes()
+            parsed = parse_manifest(data, str(path))
+        except OSError as error:
+            click.echo(f"{path}: cannot read: {error.strerror or error}", err=True)
+            failed = True
+            continue
+        except ManifestError as error:
+            click.echo(str(error), err=True)
+            failed = True
+            continue
+        modules = list(dict.fromkeys(entry.module for _, entry in parsed.entries))
+        verdict = verify_manifest(path, data, modules, trust)
+        found = (
+            verdict.problem_for(entry.module, entry.signing.publisher_key_id)
+            for _, entry in parsed.entries
+        )
+        problems = list(dict.fromkeys(problem for problem in found if problem is not None))
+        if verdict.problem is not None:
+            problems = [verdict.problem]
+        for problem in problems:
+            click.echo(f"{path}: {problem}", err=True)
+        if problems:
+            failed = True
+        else:
+            click.echo(f"{path}: verified (key {verdict.key_id}, {len(modules)} modules)")
+    if failed:
+        sys.exit(1)
+
+
+def _verify_trust(public_keys: Sequence[str]) -> TrustPolicy:
+    """INTEGRATIONS_TRUST with the keys given on the command line added."""
+    trust = TrustPolicy.from_environment()
+    keys = dict(trust.keys)
+    for item in public_keys:
+        key_id, separator, text = item.partition("=")
+        if not separator or not key_id or not text:
+            raise click.UsageError(f"--public-key takes ID=KEY, not {item!r}")
+        keys[key_id] = decode_public_key(text)
+    return TrustPolicy(keys=keys, revoked=trust.revoked, require_signed_manifests=True)
+
+
+@cli.group()
+def keys() -> None:
+    """Publisher keys for signing manifests."""
+
+
+@keys.command("generate")
+@click.argument("private_key", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key-id", help="Print the trust settings line for this key id as well.")
+def keys_generate(private_key: Path, key_id: str | None) -> None:
+    """Write a new Ed25519 private key to PRIVATE_KEY (mode 0600); print its public key.
+
+    The public key is printed as the trust settings take it (base64). The file is never
+    overwritten; keep it out of the source tree.
+    """
+    from ._signing import generate_key
+
+    try:
+        public = generate_key(private_key)
+    except IntegrationsError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(public)
+    if key_id is not None:
+        click.echo(f"# [governance.trust.keys] entry:\n{json.dumps(key_id)} = {json.dumps(public)}")
 
 
 @manifest.command("validate")

@@ -6,6 +6,7 @@ Our exception hierarchy::
     ├── ConfigError
     ├── ContractError
     ├── ManifestError
+    ├── SigningError
     ├── DiscoveryError
     │   ├── ConnectorNotFound
     │   ├── ConnectorConflict
@@ -60,6 +61,7 @@ __all__ = [
     "ResyncRequired",
     "SecretError",
     "SecretReferenceDenied",
+    "SigningError",
     "TransientError",
 ]
 
@@ -87,6 +89,10 @@ class ManifestError(IntegrationsError, ValueError):
         super().__init__(message)
         self.source = source
         self.pointer = pointer
+
+
+class SigningError(IntegrationsError):
+    """A manifest could not be signed, a key could not be read, or a signed module changed."""
 
 
 class DiscoveryError(IntegrationsError):

@@ -33,6 +33,7 @@ from ._policy import CapabilityAllowlist, Policy, PolicySet, QuorumRequired, Ten
 from ._resilience import BreakerPolicy, RetryPolicy
 from ._secrets import SecretResolver
 from ._telemetry import Telemetry
+from ._trust import TrustPolicy, TrustSettings
 from ._untrusted import SecretReferencePolicy, UntrustedPolicy
 
 __all__ = ["EgressRuleSettings", "Governance", "GovernanceSettings", "UntrustedSettings"]
@@ -71,6 +72,8 @@ class Governance:
     telemetry: Telemetry | Literal["global"] | None = "global"
     """OpenTelemetry reporting: "global" follows the global providers once an SDK sets them."""
     untrusted: UntrustedPolicy = field(default_factory=UntrustedPolicy)
+    trust: TrustPolicy = field(default_factory=TrustPolicy)
+    """Publisher keys a `Registry` built with this governance accepts (signed manifests)."""
 
     def __post_init__(self) -> None:
         # Read-only copies: a governance shared by sessions must not change under them.
@@ -173,6 +176,7 @@ class GovernanceSettings(BaseModel):
     breaker: BreakerPolicy | None = _DEFAULT_BREAKER
     breaker_overrides: dict[str, BreakerPolicy | None] = {}
     untrusted: UntrustedSettings = UntrustedSettings()
+    trust: TrustSettings = TrustSettings()
 
     @field_validator("quorum_policies")
     @classmethod
@@ -246,6 +250,7 @@ class GovernanceSettings(BaseModel):
             breaker=self.breaker,
             breaker_overrides=self.breaker_overrides,
             untrusted=self.untrusted.build(),
+            trust=self.trust.build(),
         )
 
     def _sink(self) -> AuditSink:
@@ -267,6 +272,7 @@ _JSON_SETTINGS: Final = frozenset(
         "breaker",
         "breaker_overrides",
         "untrusted",
+        "trust",
     }
 )
 

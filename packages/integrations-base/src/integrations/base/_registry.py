@@ -17,7 +17,8 @@ from enum import StrEnum
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._actions import resolve_action_schemas
 from ._audit import ConnectorMeta
@@ -41,13 +42,19 @@ from ._exceptions import (
     ContractError,
     LifecycleError,
     ManifestError,
+    SigningError,
 )
 from ._governance import Governance
 from ._manifest import MANIFEST_FILENAME, ConnectorEntry, contract_admits, parse_manifest
 from ._models import AuthContext, ConnectorConfig
 from ._session import AsyncSession, Session, StepListener
+from ._trust import TrustPolicy
 from ._untrusted import UntrustedConfig
 from ._version import CONTRACT_VERSION
+
+if TYPE_CHECKING:
+    from ._manifest import ParsedManifest
+    from ._signing import ManifestVerdict, SignedModule
 
 __all__ = [
     "DEFAULT_ALLOWED_MODULES",
@@ -102,6 +109,10 @@ class ConnectorInfo(NamedTuple):
     loaded: bool = False
     install: str | None = None
     """For an unavailable connector: the command that installs its missing extra."""
+    signature: str | None = None
+    """When the entry had to verify: ``verified``, ``unsigned`` or ``invalid``; else None."""
+    signed_by: str | None = None
+    """The key id of the manifest's signature, when it was checked."""
 
     @property
     def location(self) -> str:
@@ -120,6 +131,8 @@ class ConnectorInfo(NamedTuple):
             "source": self.location,
             "loaded": self.loaded,
             "install": self.install,
+            "signature": self.signature,
+            "signed_by": self.signed_by,
         }
 
 
@@ -143,6 +156,8 @@ class ManifestProblem(NamedTuple):
             "source": f"{self.source}#{self.pointer}" if self.pointer else self.source,
             "loaded": False,
             "install": None,
+            "signature": None,
+            "signed_by": None,
         }
 
 
@@ -155,6 +170,8 @@ class _Slot:
     connector_class: ConnectorClass | None = None
     verified: bool = False
     conflict: bool = False
+    signed: SignedModule | None = None
+    """The module file the signature covers, hashed again right before the import."""
 
 
 @dataclass(slots=True)
@@ -198,6 +215,7 @@ class Registry:
         distributions: bool = True,
         environment: bool = True,
         governance: Governance | None = None,
+        trust: TrustPolicy | None = None,
     ) -> None:
         """Create an empty registry.
 
@@ -206,8 +224,12 @@ class Registry:
         manifest can never widen them. `distributions` and `environment` choose whether
         `discover()` reads installed distributions' manifests and `INTEGRATIONS_MANIFEST`.
         `governance` is what sessions opened from this registry enforce by default.
+        `trust` says which publisher keys signed manifests may be signed with and whether
+        every manifest must be; without it, `governance.trust` when `governance` is given,
+        else ``INTEGRATIONS_TRUST`` read at the first discovery.
         """
         self.governance = governance or Governance()
+        self._trust = trust if trust is not None or governance is None else governance.trust
         self._lock = threading.RLock()
         self._allowed = (
             tuple(allowed_modules) if allowed_modules is not None else _allowed_from_environment()
@@ -322,6 +344,7 @@ class Registry:
             with open(path, "rb") as manifest:
                 data = manifest.read()
             parsed = parse_manifest(data, str(path))
+            verdict = self._signature_verdict(path, data, parsed)
         except OSError as error:
             reason = f"cannot read manifest: {error.strerror or error}"
             self._manifest_problem(snapshot, ManifestProblem(str(path), "", reason, label), strict)
@@ -344,6 +367,8 @@ class Registry:
         source = str(path)
         for index, entry in parsed.entries:
             slot = self._slot_for_entry(entry, source, index, origin)
+            if verdict is not None:
+                self._apply_signature(slot, entry, verdict)
             self._add(snapshot, slot, strict=strict, override=entry.override and origin is None)
 
     def _slot_for_entry(
@@ -377,6 +402,39 @@ class Registry:
             entry.capability_names,
         )
         return _Slot(info, origin.distribution if origin else None)
+
+    def _trust_policy(self) -> TrustPolicy:
+        if self._trust is None:
+            self._trust = TrustPolicy.from_environment()
+        return self._trust
+
+    def _signature_verdict(
+        self, path: Path, data: bytes, parsed: ParsedManifest
+    ) -> ManifestVerdict | None:
+        """The manifest's signature checked once, when one of its entries requires it."""
+        trust = self._trust_policy()
+        if not any(trust.requires(entry.signing.required) for _, entry in parsed.entries):
+            return None
+        from ._signing import verify_manifest
+
+        modules = dict.fromkeys(entry.module for _, entry in parsed.entries)
+        return verify_manifest(path, data, modules, trust)
+
+    def _apply_signature(
+        self, slot: _Slot, entry: ConnectorEntry, verdict: ManifestVerdict
+    ) -> None:
+        """Refuse an entry that must verify and does not; remember the file that does."""
+        if not self._trust_policy().requires(entry.signing.required):
+            return
+        problem = verdict.problem_for(entry.module, entry.signing.publisher_key_id)
+        info = slot.info._replace(signed_by=verdict.key_id)
+        if problem is not None:
+            slot.info = info._replace(signature="unsigned" if verdict.unsigned else "invalid")
+            if info.status is Status.OK:
+                slot.info = slot.info._replace(status=Status.REFUSED, problem=problem)
+            return
+        slot.info = info._replace(signature="verified")
+        slot.signed = verdict.modules[entry.module]
 
     def _manifest_problem(
         self, snapshot: _Snapshot, problem: ManifestProblem, strict: bool
@@ -586,7 +644,12 @@ class Registry:
         entry = slot.info.entry
         assert entry is not None  # only manifest slots are imported
         try:
-            module = importlib.import_module(entry.module)
+            module = self._import_module(slot, entry.module)
+        except SigningError as error:
+            slot.info = slot.info._replace(
+                status=Status.REFUSED, problem=str(error), signature="invalid"
+            )
+            return None
         except Exception as error:
             extra = self._extra_for(slot, error)
             if extra is not None:
@@ -625,6 +688,14 @@ class Registry:
             loaded=True, capabilities=tuple(sorted(c.value for c in implemented))
         )
         return slot.connector_class
+
+    def _import_module(self, slot: _Slot, module: str) -> ModuleType:
+        """Import the entry's module; a signed one from the bytes hashed again just now."""
+        if slot.signed is None:
+            return importlib.import_module(module)
+        from ._signing import load_signed_module
+
+        return load_signed_module(module, slot.signed)
 
     def _extra_for(self, slot: _Slot, error: Exception) -> str | None:
         """The distribution's extra that provides the module whose import failed, if any.
