@@ -19,7 +19,14 @@ integrations-base sources) and times only the call, after the imports it needs:
   (e) the connector modules (c) imported: must be 0;
   and, so that the cost deferred by laziness stays visible, ``connectors()`` after (d): the
   ownership check of every entry (each distribution's RECORD) and the distribution versions.
-Targets: (c) <= 1.5 x (a) and (b) >= 4 x (c); (e) == 0.
+  (c) runs with nothing requiring a signature, although every manifest of the site is signed:
+  the crypto library must not be imported (counted).
+  (f) ``Registry().discover()`` cold with ``INTEGRATIONS_TRUST`` requiring signatures: each
+      manifest's ``manifest.sig`` read, the manifest and its five modules hashed, its one
+      signature verified; the import of the crypto library is part of the time. Then ``get()``
+      (the module hashed again and run from those bytes) and ``connectors()``.
+Targets: (c) <= 1.5 x (a) and (b) >= 4 x (c); (e) == 0; crypto modules after (c) == 0;
+(f) <= 3 x (a).
 
 Run: python benchmarks/discovery.py [--repeats N] [--budget SECONDS] [--keep]
 """
@@ -114,6 +121,11 @@ print(json.dumps({"stevedore": elapsed, "extensions": len(manager.extensions),
                   "imported": imported()}))
 """
 
+_CRYPTO = """\
+def crypto_modules():
+    return sum(1 for name in sys.modules if name.split(".")[0] in ("cryptography", "rfc8785"))
+"""
+
 _DISCOVER = """\
 start = clock()
 from integrations.base.registry import Registry, Status
@@ -137,7 +149,29 @@ print(json.dumps({
     "declared": len([info for info in infos if info.name.startswith("bench-")]),
     "ok": sum(1 for info in bench if info.status is Status.OK),
     "imported_by_discover": after_discover, "modules_after_discover": loaded_modules,
-    "imported_after_get": imported(),
+    "imported_after_get": imported(), "crypto_modules": crypto_modules(),
+}))
+"""
+
+_DISCOVER_SIGNED = """\
+from integrations.base.registry import Registry, Status
+registry = Registry()
+start = clock()
+infos = registry.discover()
+discover = since(start)
+after_discover = imported()
+start = clock()
+cls = registry.get("bench-000-0")
+get = since(start)
+start = clock()
+everything = registry.connectors()
+connectors = since(start)
+bench = [info for info in everything if info.name.startswith("bench-")]
+print(json.dumps({
+    "discover": discover, "get": get, "connectors": connectors,
+    "verified": sum(1 for info in bench if info.signature == "verified"),
+    "ok": sum(1 for info in bench if info.status is Status.OK),
+    "imported_by_discover": after_discover, "crypto_modules": crypto_modules(),
 }))
 """
 
@@ -190,12 +224,27 @@ def generate_site(root: Path, distributions: int, connectors: int) -> None:
         (dist_info / "RECORD").write_text("".join(f"{item},,\n" for item in files), "utf-8")
 
 
-def run_child(program: str, environment: dict[str, str], log: Path) -> dict[str, Any]:
+def sign_site(root: Path, workdir: Path, base_src: Path) -> dict[str, str]:
+    """Sign every manifest of the site with one new key; return the trust settings for it."""
+    if (base_src / "integrations" / "base" / "__init__.py").is_file():
+        sys.path.insert(0, str(base_src))
+    from integrations.base._signing import generate_key, sign_manifest
+
+    key = workdir / "publisher.pem"
+    public = generate_key(key)
+    for manifest in sorted(root.glob("bench_pkg_*/manifest.json")):
+        sign_manifest(manifest, key, "bench-publisher")
+    return {"keys": {"bench-publisher": public}, "require_signed_manifests": True}
+
+
+def run_child(
+    program: str, environment: dict[str, str], log: Path, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run `program` in a fresh interpreter; its import log starts empty."""
     log.unlink(missing_ok=True)
     done = subprocess.run(
-        [sys.executable, "-c", _PRELUDE + program],
-        env=environment,
+        [sys.executable, "-c", _PRELUDE + _CRYPTO + program],
+        env={**environment, **(extra or {})},
         capture_output=True,
         text=True,
         check=False,
@@ -236,6 +285,7 @@ def main() -> None:
     site = workdir / "site"
     log = workdir / "imported.log"
     generate_site(site, options.distributions, options.connectors)
+    trust = sign_site(site, workdir, options.base_src)
     path = [str(site)]
     if (options.base_src / "integrations" / "base" / "__init__.py").is_file():
         path.append(str(options.base_src))
@@ -252,16 +302,17 @@ def main() -> None:
         XDG_CACHE_HOME=str(workdir / "cache"),  # stevedore's entry-point cache, kept here
     )
 
-    programs: dict[str, str] = {"bare": _BARE, "discover": _DISCOVER}
+    programs: dict[str, str] = {"bare": _BARE, "discover": _DISCOVER, "signed": _DISCOVER_SIGNED}
     if has_stevedore():
         programs["stevedore"] = _STEVEDORE
+    extras = {"signed": {"INTEGRATIONS_TRUST": json.dumps(trust)}}
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in programs}
-    for program in programs.values():  # one unmeasured run each: warm the OS file cache
-        run_child(program, environment, log)
+    for name, program in programs.items():  # one unmeasured run each: warm the OS file cache
+        run_child(program, environment, log, extras.get(name))
     started = time.perf_counter()
     for _ in range(options.repeats):
         for name, program in programs.items():
-            samples[name].append(run_child(program, environment, log))
+            samples[name].append(run_child(program, environment, log, extras.get(name)))
         if time.perf_counter() - started > options.budget:
             break
 
@@ -276,6 +327,7 @@ def main() -> None:
 
     bare = median("bare", "scan")
     discover = median("discover", "discover")
+    signed = median("signed", "discover")
     stevedore = median("stevedore", "stevedore") if "stevedore" in samples else None
     timed: list[tuple[str, tuple[float, float] | None]] = [
         ("(a) bare entry_points(group=...) scan", bare),
@@ -284,11 +336,17 @@ def main() -> None:
         ("    import integrations.base.registry", median("discover", "import")),
         ("(d) get() of one connector after discover", median("discover", "get")),
         ("    connectors(): ownership checks + versions", median("discover", "connectors")),
+        ("(f) discover(), signatures required", signed),
+        ("    get() of one signed connector after (f)", median("signed", "get")),
+        ("    connectors() after (f)", median("signed", "connectors")),
     ]
     counts = [
         ("(e) connector modules imported by discover", last("discover", "imported_by_discover")),
         ("    modules in sys.modules after discover", last("discover", "modules_after_discover")),
         ("    connector modules imported after get()", last("discover", "imported_after_get")),
+        ("    crypto modules loaded after (c)..(d)", last("discover", "crypto_modules")),
+        ("    entries verified by (f)", last("signed", "verified")),
+        ("    connector modules imported by (f)", last("signed", "imported_by_discover")),
     ]
     if "stevedore" in samples:
         counts.append(("    modules imported by stevedore", last("stevedore", "imported")))
@@ -310,7 +368,10 @@ def main() -> None:
     for label, count in counts:
         print(f"{label:<{width}}  {count:>10}")
     print()
-    ratios = [("discover / bare scan", discover, bare, "<= 1.50x")]
+    ratios = [
+        ("discover / bare scan", discover, bare, "<= 1.50x"),
+        ("signed / bare scan", signed, bare, "<= 3.00x"),
+    ]
     if stevedore is not None:
         ratios.append(("stevedore / discover", stevedore, discover, ">= 4.00x"))
     for label, numerator, denominator, target in ratios:
@@ -323,6 +384,14 @@ def main() -> None:
         for ours, bare_run in zip(samples["discover"], samples["bare"], strict=True)
     )
     print(f"{'discover / bare scan':<22} cpu, median of the ratios of adjacent runs: {paired:.2f}x")
+    paired_signed = statistics.median(
+        ours["discover"][1] / bare_run["scan"][1]
+        for ours, bare_run in zip(samples["signed"], samples["bare"], strict=True)
+    )
+    print(
+        f"{'signed / bare scan':<22} cpu, median of the ratios of adjacent runs: "
+        f"{paired_signed:.2f}x"
+    )
     if options.keep:
         print(f"site kept in {site}")
     else:

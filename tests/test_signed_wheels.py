@@ -155,7 +155,8 @@ def test_signed_wheels_carry_manifest_sig_beside_each_manifest(steps: Steps) -> 
         assert stems == {"manifest.json", "manifest.sig"}, name
 
 
-def test_signing_leaves_the_source_tree_as_it_was() -> None:
+def test_signing_leaves_the_source_tree_as_it_was(steps: Steps) -> None:
+    assert steps.wheel_files  # the signed build has run
     assert sorted(REPO_ROOT.glob("packages/*/src/**/manifest.sig")) == []
 
 

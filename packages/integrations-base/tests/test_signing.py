@@ -29,6 +29,8 @@ from integrations.base._cli import cli
 from integrations.base._registry import Registry, Status
 from integrations.base._signing import (
     SIGNATURE_FILENAME,
+    _canonical,
+    _load,
     canonical_json,
     generate_key,
     sign_manifest,
@@ -128,6 +130,10 @@ def test_canonical_json_is_rfc8785(value: Any) -> None:
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+    # The verifier's path: parse the bytes on disk, escaped or not, and canonicalise.
+    for ascii_only in (True, False):
+        data = json.dumps(value, ensure_ascii=ascii_only, indent=1).encode("utf-8", "surrogatepass")
+        assert _canonical(*_load(data)) == expected
 
 
 def test_canonical_json_sorts_keys_by_utf16_code_units_like_jcs() -> None:

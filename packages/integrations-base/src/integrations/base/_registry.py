@@ -424,17 +424,19 @@ class Registry:
         self, slot: _Slot, entry: ConnectorEntry, verdict: ManifestVerdict
     ) -> None:
         """Refuse an entry that must verify and does not; remember the file that does."""
-        if not self._trust_policy().requires(entry.signing.required):
+        signing = entry.signing
+        if not (signing.required or self._trust_policy().require_signed_manifests):
             return
-        problem = verdict.problem_for(entry.module, entry.signing.publisher_key_id)
-        info = slot.info._replace(signed_by=verdict.key_id)
-        if problem is not None:
-            slot.info = info._replace(signature="unsigned" if verdict.unsigned else "invalid")
-            if info.status is Status.OK:
-                slot.info = slot.info._replace(status=Status.REFUSED, problem=problem)
+        problem = verdict.problem_for(entry.module, signing.publisher_key_id)
+        info = slot.info
+        if problem is None:
+            slot.info = info._replace(signature="verified", signed_by=verdict.key_id)
+            slot.signed = verdict.modules[entry.module]
             return
-        slot.info = info._replace(signature="verified")
-        slot.signed = verdict.modules[entry.module]
+        state = "unsigned" if verdict.unsigned else "invalid"
+        if info.status is Status.OK:
+            info = info._replace(status=Status.REFUSED, problem=problem)
+        slot.info = info._replace(signature=state, signed_by=verdict.key_id)
 
     def _manifest_problem(
         self, snapshot: _Snapshot, problem: ManifestProblem, strict: bool

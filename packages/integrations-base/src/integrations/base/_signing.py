@@ -71,13 +71,44 @@ def canonical_json(value: Any) -> bytes:
     Raises `SigningError` for a value JCS cannot represent (a lone surrogate, an integer
     beyond the range of an IEEE 754 double).
     """
+    return _canonical(value, _plain(value))
+
+
+def _canonical(value: Any, plain: bool) -> bytes:
     try:
-        if _plain(value):
+        if plain:
             text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             return text.encode("utf-8")
         return _rfc8785(value)
     except (UnicodeEncodeError, ValueError, TypeError) as error:
         raise SigningError(f"not canonicalisable JSON: {error}") from None
+
+
+def _load(data: bytes) -> tuple[Any, bool]:
+    """Parse a JSON document and tell whether it is plain (see `_plain`) on the way.
+
+    Raises `ValueError` for invalid JSON. A document of ASCII bytes without ``\\u`` escapes has
+    ASCII keys only, and the parser reports any float or out-of-range integer, so the walk
+    over the value is needed only for other documents.
+    """
+    unusual: list[str] = []
+
+    def number(text: str) -> float:
+        unusual.append(text)
+        return float(text)
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if not -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+            unusual.append(text)
+        return value
+
+    value = json.loads(data, parse_float=number, parse_int=integer)
+    if unusual:
+        return value, False
+    if data.isascii() and b"\\u" not in data:
+        return value, True
+    return value, _plain(value)
 
 
 def _plain(value: Any) -> bool:
@@ -121,10 +152,21 @@ def _rfc8785(value: Any) -> bytes:
 # -- files and modules -----------------------------------------------------------------------
 
 
-def _sha256_of(path: Path) -> tuple[str, bytes]:
+def _read(path: str | Path) -> bytes:
+    """A file's bytes, through the plain system calls (discovery reads a thousand of them)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(descriptor)
+    return b"".join(chunks)
+
+
+def _sha256_of(path: str | Path) -> tuple[str, bytes]:
     """The hex SHA-256 of a file and its bytes (read once)."""
-    with open(path, "rb") as file:
-        data = file.read()
+    data = _read(path)
     return hashlib.sha256(data).hexdigest(), data
 
 
@@ -136,8 +178,12 @@ def _module_forms(package_dir: Path, module: str) -> tuple[str, ...] | None:
     ``mock_connector.py`` or ``mock_connector/__init__.py``. None when the module does not
     live under the directory.
     """
+    return _forms(package_dir.parts, module)
+
+
+def _forms(tail: tuple[str, ...], module: str) -> tuple[str, ...] | None:
+    """`_module_forms` for a package directory given as its path's parts."""
     parts = module.split(".")
-    tail = package_dir.parts
     for length in range(len(parts), 0, -1):
         if tuple(tail[-length:]) == tuple(parts[:length]):
             rest = parts[length:]
@@ -279,7 +325,7 @@ def sign_manifest(manifest: Path, private_key_file: Path, key_id: str) -> Path:
 class SignedModule:
     """A module file whose hash the signature covers and discovery found intact."""
 
-    path: Path
+    path: str
     sha256: str
 
 
@@ -318,25 +364,25 @@ def _refused(problem: str, key_id: str | None = None) -> ManifestVerdict:
     return ManifestVerdict(key_id, problem)
 
 
-def _read_signature(manifest: Path) -> dict[str, Any] | str:
-    """The parsed ``manifest.sig`` beside `manifest`, or why there is none usable."""
-    path = manifest.with_name(SIGNATURE_FILENAME)
+def _read_signature(manifest: Path) -> tuple[dict[str, Any], bool] | str:
+    """The parsed ``manifest.sig`` beside `manifest` (and whether it is plain JSON), or why
+    there is none usable."""
+    path = os.path.join(os.path.dirname(manifest), SIGNATURE_FILENAME)
     try:
-        with open(path, "rb") as file:
-            data = file.read()
+        data = _read(path)
     except FileNotFoundError:
         return _UNSIGNED
     except OSError as error:
         return f"cannot read {SIGNATURE_FILENAME}: {error.strerror or error}"
     try:
-        signed = json.loads(data)
-    except ValueError:
+        signed, plain = _load(data)
+    except (ValueError, RecursionError):
         return f"{SIGNATURE_FILENAME} is not valid JSON"
     shape = _shape_problem(signed)
     if shape is not None:
         return f"{SIGNATURE_FILENAME} is malformed: {shape}"
     assert isinstance(signed, dict)  # _shape_problem checked it
-    return signed
+    return signed, plain
 
 
 def _shape_problem(signed: Any) -> str | None:
@@ -374,9 +420,10 @@ def verify_manifest(
     signature itself, then each of `modules` (the modules the entries name), whose files
     are hashed; nothing is imported but the crypto library.
     """
-    signed = _read_signature(manifest)
-    if isinstance(signed, str):
-        return _refused(signed)
+    found = _read_signature(manifest)
+    if isinstance(found, str):
+        return _refused(found)
+    signed, plain = found
     key_id: str = signed["key_id"]
     if key_id in trust.revoked:
         return _refused(f"signed with revoked key {key_id}", key_id)
@@ -384,8 +431,8 @@ def verify_manifest(
     if public_key is None:
         return _refused(f"signed with unknown key {key_id} (not a trusted key)", key_id)
     try:
-        digest = hashlib.sha256(canonical_json(json.loads(data))).hexdigest()
-    except (ValueError, SigningError) as error:
+        digest = hashlib.sha256(_canonical(*_load(data))).hexdigest()
+    except (ValueError, RecursionError, SigningError) as error:
         return _refused(f"manifest cannot be canonicalised: {error}", key_id)
     if digest != signed["manifest_sha256"]:
         return _refused(
@@ -394,15 +441,15 @@ def verify_manifest(
             key_id,
         )
     try:
-        problem = _signature_problem(signed, public_key)
+        problem = _signature_problem(signed, plain, public_key)
     except SigningError as error:  # the signing extra is not installed
         problem = str(error)
     if problem is not None:
         return _refused(problem, key_id)
-    return _check_modules(manifest.parent, signed["modules"], modules, key_id)
+    return _check_modules(os.path.dirname(manifest), signed["modules"], modules, key_id)
 
 
-def _signature_problem(signed: dict[str, Any], public_key: bytes) -> str | None:
+def _signature_problem(signed: dict[str, Any], plain: bool, public_key: bytes) -> str | None:
     from cryptography.exceptions import InvalidSignature
 
     try:
@@ -411,33 +458,44 @@ def _signature_problem(signed: dict[str, Any], public_key: bytes) -> str | None:
         return f"{SIGNATURE_FILENAME}: signature is not base64"
     payload = {name: value for name, value in signed.items() if name != "signature"}
     try:
-        message = canonical_json(payload)
+        message = _canonical(payload, plain)  # a subset of a plain document is plain
     except SigningError as error:
         return f"{SIGNATURE_FILENAME}: {error}"
-    key = _crypto().Ed25519PublicKey.from_public_bytes(public_key)
     try:
-        key.verify(signature, message)
+        _public_key(public_key).verify(signature, message)
     except InvalidSignature:
         return f"bad signature: {SIGNATURE_FILENAME} was not signed by key {signed['key_id']}"
     return None
 
 
+_public_keys: dict[bytes, Any] = {}
+"""Loaded public keys by their raw bytes: a publisher's key signs many manifests."""
+
+
+def _public_key(raw: bytes) -> Any:
+    key = _public_keys.get(raw)
+    if key is None:
+        key = _public_keys[raw] = _crypto().Ed25519PublicKey.from_public_bytes(raw)
+    return key
+
+
 def _check_modules(
-    package_dir: Path, signed: Mapping[str, Any], modules: Iterable[str], key_id: str
+    package_dir: str, signed: Mapping[str, Any], modules: Iterable[str], key_id: str
 ) -> ManifestVerdict:
     verified: dict[str, SignedModule] = {}
     problems: dict[str, str] = {}
+    tail = tuple(package_dir.split(os.sep))
     for module in modules:
         item = signed.get(module)
         if item is None:
             problems[module] = f"module {module} is not covered by the signature"
             continue
         relative = item["path"]
-        forms = _module_forms(package_dir, module)
+        forms = _forms(tail, module)
         if forms is None or relative not in forms:
             problems[module] = f"signature names {relative!r}, not a file of module {module}"
             continue
-        path = package_dir / relative
+        path = os.path.join(package_dir, relative)
         try:
             digest, _ = _sha256_of(path)
         except OSError as error:
@@ -481,8 +539,8 @@ def load_signed_module(module: str, signed: SignedModule) -> ModuleType:
         raise SigningError(f"cannot read signed module {module}: {error.strerror}") from None
     if digest != signed.sha256:
         raise SigningError(
-            f"module {module} ({signed.path.name}) changed after its signature was checked "
-            f"(sha256 {digest}, signed {signed.sha256})"
+            f"module {module} ({os.path.basename(signed.path)}) changed after its signature "
+            f"was checked (sha256 {digest}, signed {signed.sha256})"
         )
     parent, _, child = module.rpartition(".")
     if module not in sys.modules and parent:
@@ -495,7 +553,7 @@ def load_signed_module(module: str, signed: SignedModule) -> ModuleType:
                 f"module {module} is loaded from {loaded}, not from its signed file {signed.path}"
             )
         return existing
-    return _execute(module, child, parent, signed.path, source)
+    return _execute(module, child, parent, Path(signed.path), source)
 
 
 def _execute(module: str, child: str, parent: str, path: Path, source: bytes) -> ModuleType:
