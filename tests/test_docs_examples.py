@@ -30,6 +30,7 @@ PAGES = (
     "governance.md",
     "secrets.md",
     "untrusted-configuration.md",
+    "signing.md",
     "resilience.md",
     "observability.md",
     "memory.md",

@@ -56,7 +56,7 @@ def signed_manifests(package: Package, signing: Signing | None) -> Iterator[list
         yield written
         return
     from integrations.base import SigningError
-    from integrations.base._signing import SIGNATURE_FILENAME, sign_manifest
+    from integrations.base.signing import SIGNATURE_FILENAME, sign_manifest
 
     key_file, key_id = signing
     try:

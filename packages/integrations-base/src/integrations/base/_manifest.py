@@ -184,11 +184,18 @@ class AuditSpec(_Spec):
 
 
 class SigningSpec(_Spec):
-    """Whether payloads must be signed, and by which publisher key."""
+    """Whether the entry must be signed (manifest and module file), and by which key."""
 
-    required: bool = Field(default=False, description="Payloads must carry a signature.")
+    required: bool = Field(
+        default=False,
+        description=(
+            "The manifest must carry a valid signature (manifest.sig) by a key the "
+            "application trusts; otherwise the entry is refused before import."
+        ),
+    )
     publisher_key_id: str | None = Field(
-        default=None, description="Id of the key the publisher signs with."
+        default=None,
+        description="Id of the key the publisher signs with; another key is refused.",
     )
 
 
@@ -226,7 +233,7 @@ class ConnectorEntry(_Spec):
         default_factory=lambda: _NO_AUDIT, description="Audit requirements of the connector."
     )
     signing: SigningSpec = Field(
-        default_factory=lambda: _NO_SIGNING, description="Payload signing requirements."
+        default_factory=lambda: _NO_SIGNING, description="Signature requirements of the entry."
     )
     override: bool = Field(
         default=False,

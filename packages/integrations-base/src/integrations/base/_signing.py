@@ -42,6 +42,7 @@ __all__ = [
     "SIGNATURE_FILENAME",
     "SIGNATURE_FORMAT",
     "ManifestVerdict",
+    "SignedModule",
     "canonical_json",
     "generate_key",
     "load_signed_module",
