@@ -25,6 +25,9 @@ integrations-base sources) and times only the call, after the imports it needs:
       manifest's ``manifest.sig`` read, the manifest and its five modules hashed, its one
       signature verified; the import of the crypto library is part of the time. Then ``get()``
       (the module hashed again and run from those bytes) and ``connectors()``.
+  (g) the crypto library alone, in the same state as (f): importing it, then verifying as
+      many Ed25519 signatures as there are distributions; the part of (f) no implementation
+      of the check can avoid.
 Targets: (c) <= 1.5 x (a) and (b) >= 4 x (c); (e) == 0; crypto modules after (c) == 0;
 (f) <= 3 x (a).
 
@@ -176,6 +179,25 @@ print(json.dumps({
 """
 
 
+_CRYPTO_FLOOR = """\
+import integrations.base.registry
+count = int(sys.argv[1])
+start = clock()
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+crypto_import = since(start)
+key = Ed25519PrivateKey.generate()
+public = key.public_key()
+messages = [b"%d" % index * 100 for index in range(count)]
+signatures = [key.sign(message) for message in messages]
+start = clock()
+for message, signature in zip(messages, signatures):
+    public.verify(signature, message)
+verify = since(start)
+print(json.dumps({"floor": [crypto_import[0] + verify[0], crypto_import[1] + verify[1]],
+                  "crypto_import": crypto_import, "verify": verify}))
+"""
+
+
 def generate_site(root: Path, distributions: int, connectors: int) -> None:
     """Write the fake distributions into `root`, as an installer would."""
     for index in range(distributions):
@@ -238,12 +260,16 @@ def sign_site(root: Path, workdir: Path, base_src: Path) -> dict[str, str]:
 
 
 def run_child(
-    program: str, environment: dict[str, str], log: Path, extra: dict[str, str] | None = None
+    program: str,
+    environment: dict[str, str],
+    log: Path,
+    extra: dict[str, str] | None = None,
+    arguments: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run `program` in a fresh interpreter; its import log starts empty."""
     log.unlink(missing_ok=True)
     done = subprocess.run(
-        [sys.executable, "-c", _PRELUDE + _CRYPTO + program],
+        [sys.executable, "-c", _PRELUDE + _CRYPTO + program, *arguments],
         env={**environment, **(extra or {})},
         capture_output=True,
         text=True,
@@ -302,17 +328,25 @@ def main() -> None:
         XDG_CACHE_HOME=str(workdir / "cache"),  # stevedore's entry-point cache, kept here
     )
 
-    programs: dict[str, str] = {"bare": _BARE, "discover": _DISCOVER, "signed": _DISCOVER_SIGNED}
+    programs: dict[str, str] = {
+        "bare": _BARE,
+        "discover": _DISCOVER,
+        "signed": _DISCOVER_SIGNED,
+        "floor": _CRYPTO_FLOOR,
+    }
     if has_stevedore():
         programs["stevedore"] = _STEVEDORE
     extras = {"signed": {"INTEGRATIONS_TRUST": json.dumps(trust)}}
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in programs}
+    arguments = {"floor": (str(options.distributions),)}
     for name, program in programs.items():  # one unmeasured run each: warm the OS file cache
-        run_child(program, environment, log, extras.get(name))
+        run_child(program, environment, log, extras.get(name), arguments.get(name, ()))
     started = time.perf_counter()
     for _ in range(options.repeats):
         for name, program in programs.items():
-            samples[name].append(run_child(program, environment, log, extras.get(name)))
+            samples[name].append(
+                run_child(program, environment, log, extras.get(name), arguments.get(name, ()))
+            )
         if time.perf_counter() - started > options.budget:
             break
 
@@ -339,6 +373,8 @@ def main() -> None:
         ("(f) discover(), signatures required", signed),
         ("    get() of one signed connector after (f)", median("signed", "get")),
         ("    connectors() after (f)", median("signed", "connectors")),
+        ("(g) crypto import + one verify per manifest", median("floor", "floor")),
+        ("    of which the import", median("floor", "crypto_import")),
     ]
     counts = [
         ("(e) connector modules imported by discover", last("discover", "imported_by_discover")),
@@ -371,6 +407,7 @@ def main() -> None:
     ratios = [
         ("discover / bare scan", discover, bare, "<= 1.50x"),
         ("signed / bare scan", signed, bare, "<= 3.00x"),
+        ("(c) + (g) / bare scan", _sum(discover, median("floor", "floor")), bare, "floor of (f)"),
     ]
     if stevedore is not None:
         ratios.append(("stevedore / discover", stevedore, discover, ">= 4.00x"))
@@ -396,6 +433,10 @@ def main() -> None:
         print(f"site kept in {site}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sum(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
+    return first[0] + second[0], first[1] + second[1]
 
 
 def _ms(seconds: float) -> str:
