@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import stat
 import subprocess
@@ -434,7 +435,7 @@ def test_module_replaced_after_discovery_is_refused_at_get(fake_site: FakeSite, 
     assert fake_site.imported() == []  # not even the parent package ran
 
 
-def test_a_module_its_package_imports_is_accepted_from_the_signed_file(
+def test_a_module_its_package_imports_runs_from_the_hashed_bytes(
     fake_site: FakeSite, key: Key
 ) -> None:
     signed = signed_distribution(fake_site, key, "eager")
@@ -444,26 +445,56 @@ def test_a_module_its_package_imports_is_accepted_from_the_signed_file(
 
     cls = registry.get(signed.name)
 
+    module = sys.modules[signed.module]
     assert cls.__module__ == signed.module
+    assert type(module.__loader__).__name__ == "_SignedSourceLoader"
     assert fake_site.imported() == [signed.dist.package, signed.module]
+    assert not any(type(finder).__name__ == "_SignedModuleFinder" for finder in sys.meta_path)
 
 
-def test_a_module_already_loaded_from_another_file_is_refused(
-    fake_site: FakeSite, key: Key
-) -> None:
-    signed = signed_distribution(fake_site, key, "shadowed")
+def _shadow(signed: Signed, site: FakeSite) -> None:
+    """A package of the connector module's name beside it, which Python's finder prefers."""
     shadow = signed.dist.manifest_path.parent / "connector"
-    shadow.mkdir()  # a package of the same name wins over connector.py in Python's finder
-    (shadow / "__init__.py").write_text(fake_site.connector_source(), encoding="utf-8")
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text(
+        site.connector_source() + "\nSHADOW = True\n", encoding="utf-8"
+    )
     record = signed.dist.dist_info / "RECORD"  # installed by the distribution, so owned
     record.write_text(record.read_text() + f"{signed.dist.package}/connector/__init__.py,,\n")
+    importlib.invalidate_caches()
+
+
+def test_a_file_shadowing_the_signed_module_is_not_what_runs(fake_site: FakeSite, key: Key) -> None:
+    signed = signed_distribution(fake_site, key, "shadowed")
+    _shadow(signed, fake_site)
     init = signed.dist.manifest_path.parent / "__init__.py"
     init.write_text(init.read_text() + "from . import connector\n", encoding="utf-8")
     registry = trusting(key)
-    assert info_of(registry, signed.name).status is Status.OK
 
-    with pytest.raises(ConnectorUnavailable, match="not from its signed file"):
+    registry.get(signed.name)
+
+    module = sys.modules[signed.module]
+    assert module.__file__ == str(signed.module_file)
+    assert not hasattr(module, "SHADOW")
+
+
+def test_a_module_imported_before_from_another_file_is_refused(
+    fake_site: FakeSite, key: Key
+) -> None:
+    signed = signed_distribution(fake_site, key, "early")
+    _shadow(signed, fake_site)
+    registry = trusting(key)
+    assert info_of(registry, signed.name).status is Status.OK
+    early = importlib.import_module(signed.module)  # Python's finder takes the shadow
+    assert early.SHADOW is True
+
+    with pytest.raises(ConnectorUnavailable) as caught:
         registry.get(signed.name)
+
+    assert str(caught.value) == (
+        f"connector {signed.name!r} is refused: module {signed.module} is loaded from "
+        f"{early.__file__}, not from its signed file {signed.module_file}"
+    )
 
 
 # -- the crypto library stays unloaded when nothing needs it -------------------------------------

@@ -19,13 +19,14 @@ import base64
 import binascii
 import hashlib
 import importlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -526,13 +527,41 @@ class _SignedSourceLoader(importlib.machinery.SourceFileLoader):
         return compile(self._source, self.path, "exec", dont_inherit=True)
 
 
+class _SignedModuleFinder(importlib.abc.MetaPathFinder):
+    """Answers for one module only, with the bytes that were hashed, ahead of every finder.
+
+    Installed while the registry imports a signed module, so that the module is executed from
+    those bytes even when its parent package's ``__init__`` imports it first.
+    """
+
+    def __init__(self, module: str, path: str, source: bytes) -> None:
+        self._module = module
+        self._path = path
+        self._source = source
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self._module:
+            return None
+        loader = _SignedSourceLoader(fullname, self._path, self._source)
+        package = os.path.basename(self._path) == "__init__.py"
+        return importlib.util.spec_from_file_location(
+            fullname,
+            self._path,
+            loader=loader,
+            submodule_search_locations=[os.path.dirname(self._path)] if package else None,
+        )
+
+
 def load_signed_module(module: str, signed: SignedModule) -> ModuleType:
     """Hash the module's file again, then import it from those very bytes.
 
-    Raises `SigningError` when the file changed since discovery checked it, or when the
-    module was already loaded (by its parent package, say) from another file. The parent
-    package is imported the ordinary way; a module it imports itself is loaded by Python's
-    own machinery, and is accepted when it came from the signed file.
+    Raises `SigningError` when the file changed since discovery checked it. The parent
+    package is imported the ordinary way, but the module itself, whoever imports it first
+    (the parent's ``__init__``, say), is executed from the bytes just hashed: no second read
+    of the file, no bytecode cache. A module imported before (by other code) is accepted only
+    when it was loaded from the signed file.
     """
     try:
         digest, source = _sha256_of(signed.path)
@@ -543,34 +572,17 @@ def load_signed_module(module: str, signed: SignedModule) -> ModuleType:
             f"module {module} ({os.path.basename(signed.path)}) changed after its signature "
             f"was checked (sha256 {digest}, signed {signed.sha256})"
         )
-    parent, _, child = module.rpartition(".")
-    if module not in sys.modules and parent:
-        importlib.import_module(parent)
-    existing = sys.modules.get(module)
-    if existing is not None:
-        loaded = getattr(existing, "__file__", None)
-        if loaded is None or os.path.realpath(loaded) != os.path.realpath(signed.path):
-            raise SigningError(
-                f"module {module} is loaded from {loaded}, not from its signed file {signed.path}"
-            )
-        return existing
-    return _execute(module, child, parent, Path(signed.path), source)
-
-
-def _execute(module: str, child: str, parent: str, path: Path, source: bytes) -> ModuleType:
-    loader = _SignedSourceLoader(module, str(path), source)
-    locations = [str(path.parent)] if path.name == "__init__.py" else None
-    spec = importlib.util.spec_from_file_location(
-        module, path, loader=loader, submodule_search_locations=locations
-    )
-    assert spec is not None  # a loader was given
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[module] = loaded
-    try:
-        loader.exec_module(loaded)
-    except BaseException:
-        sys.modules.pop(module, None)
-        raise
-    if parent:
-        setattr(sys.modules[parent], child, loaded)
-    return sys.modules[module]
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        finder = _SignedModuleFinder(module, signed.path, source)
+        sys.meta_path.insert(0, finder)
+        try:
+            loaded = importlib.import_module(module)
+        finally:
+            sys.meta_path.remove(finder)
+    origin = getattr(loaded, "__file__", None)
+    if origin is None or os.path.realpath(origin) != os.path.realpath(signed.path):
+        raise SigningError(
+            f"module {module} is loaded from {origin}, not from its signed file {signed.path}"
+        )
+    return loaded
