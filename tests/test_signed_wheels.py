@@ -200,3 +200,75 @@ def test_a_changed_installed_manifest_is_refused(steps: Steps) -> None:
     assert doctor["mock"]["status"] == "refused"
     assert doctor["mock"]["loaded"] is False
     assert doctor["memory.sqlite"]["status"] == "ok"
+
+
+# -- tools/build_all.py's signing step, on a package of its own ----------------------------------
+
+
+def _package(root: Path) -> Any:
+    from tools._workspace import Package
+
+    source = root / "src" / "acme_tools_pkg"
+    source.mkdir(parents=True)
+    (source / "__init__.py").write_text("", encoding="utf-8")
+    (source / "tickets.py").write_text("class Tickets:\n    pass\n", encoding="utf-8")
+    manifest = {
+        "connectors": [{"name": "acme.t", "module": "acme_tools_pkg.tickets", "class": "Tickets"}]
+    }
+    (source / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return Package(root, "acme-tools-pkg", "1.0", (), ("acme_tools_pkg",), ())
+
+
+def _build_all() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_all", REPO_ROOT / "tools" / "build_all.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_signing_step_signs_for_the_build_then_removes_the_signature(tmp_path: Path) -> None:
+    from integrations.base._signing import generate_key
+
+    package = _package(tmp_path / "pkg")
+    generate_key(tmp_path / "k.pem")
+    signature = package.source_roots[0] / "manifest.sig"
+
+    with _build_all().signed_manifests(package, (tmp_path / "k.pem", "tools-key")) as written:
+        assert written == [signature]
+        assert json.loads(signature.read_text())["key_id"] == "tools-key"
+
+    assert not signature.exists()
+
+
+def test_the_signing_step_refuses_a_signature_already_in_the_tree(tmp_path: Path) -> None:
+    from integrations.base._signing import generate_key
+
+    build_all = _build_all()
+    package = _package(tmp_path / "pkg")
+    generate_key(tmp_path / "k.pem")
+    existing = package.source_roots[0] / "manifest.sig"
+    existing.write_text("{}", encoding="utf-8")
+
+    with (
+        pytest.raises(build_all.WorkspaceError, match=r"manifest\.sig exists in the source tree"),
+        build_all.signed_manifests(package, (tmp_path / "k.pem", "tools-key")),
+    ):
+        pass
+    assert existing.read_text() == "{}"
+
+
+def test_sign_key_goes_with_key_id(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "build_all.py"), "--sign-key", "k.pem"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert "--sign-key and --key-id go together" in done.stderr

@@ -55,8 +55,11 @@ def signed_manifests(package: Package, signing: Signing | None) -> Iterator[list
     if signing is None:
         yield written
         return
-    from integrations.base import SigningError
-    from integrations.base.signing import SIGNATURE_FILENAME, sign_manifest
+    try:
+        from integrations.base import SigningError
+        from integrations.base.signing import SIGNATURE_FILENAME, sign_manifest
+    except ImportError:
+        raise WorkspaceError("--sign-key needs integrations-base[signing] installed") from None
 
     key_file, key_id = signing
     try:
