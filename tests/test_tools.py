@@ -84,3 +84,56 @@ def test_namespace_check_rejects_a_stray_namespace_file(workspace: Path) -> None
 
     assert result.returncode == 1
     assert "py.typed" in result.stdout + result.stderr
+
+
+def _release_source(root: Path, version: str) -> subprocess.CompletedProcess[str]:
+    """Unpack integrations-base ``version`` from ``releases/`` the way install_local does."""
+    script = (
+        "import sys, tempfile; from pathlib import Path; sys.path.insert(0, '.');"
+        "from tools._releases import released_source; from tools._workspace import Version;"
+        "scratch = Path(tempfile.mkdtemp());"
+        f"p = released_source(Path('.'), 'integrations-base', Version('{version}'), scratch);"
+        "print(p.version, sorted(x.name for x in p.directory.iterdir()))"
+    )
+    return run_tool(root, "-c", script)
+
+
+def test_a_release_archive_is_written_from_its_tag_and_unpacked_by_version(
+    workspace: Path,
+) -> None:
+    tag = run_tool(workspace, "tools/release_tag.py", "integrations-base").stdout.strip()
+    version = tag.split("==", 1)[1]
+    subprocess.run(["git", "tag", "integrations-base==0.0.9"], cwd=workspace, check=True)
+    tool = "tools/release_tag.py"
+    mislabelled = run_tool(workspace, tool, "integrations-base", "--archive", "0.0.9")
+    assert mislabelled.returncode != 0
+    assert f"tag integrations-base==0.0.9 holds integrations-base {version}" in mislabelled.stderr
+    assert not (workspace / "releases").exists()
+
+    subprocess.run(["git", "tag", tag], cwd=workspace, check=True)
+    written = run_tool(workspace, "tools/release_tag.py", "integrations-base", "--archive", version)
+    assert written.returncode == 0, written.stderr
+    archives = sorted(p.name for p in (workspace / "releases").iterdir())
+    assert archives == ["SHA256SUMS", f"integrations_base-{version}.tar.gz"]
+    unpacked = _release_source(workspace, version)
+    assert unpacked.returncode == 0, unpacked.stderr
+    assert unpacked.stdout.startswith(f"{version} ")
+    assert "pyproject.toml" in unpacked.stdout
+
+
+def test_a_missing_or_altered_release_archive_is_refused(workspace: Path) -> None:
+    missing = _release_source(workspace, "0.0.1")
+    assert missing.returncode != 0
+    assert "releases/integrations_base-0.0.1.tar.gz is missing" in missing.stderr
+    assert "--archive" in missing.stderr
+
+    tag = run_tool(workspace, "tools/release_tag.py", "integrations-base").stdout.strip()
+    version = tag.split("==", 1)[1]
+    subprocess.run(["git", "tag", tag], cwd=workspace, check=True)
+    run_tool(workspace, "tools/release_tag.py", "integrations-base", "--archive", version)
+    archive = workspace / "releases" / f"integrations_base-{version}.tar.gz"
+    archive.write_bytes(archive.read_bytes() + b"\0")
+    altered = _release_source(workspace, version)
+    assert altered.returncode != 0
+    assert f"{archive.name} has SHA-256" in altered.stderr
+    assert "but SHA256SUMS records" in altered.stderr

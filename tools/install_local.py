@@ -7,9 +7,9 @@ never stand in for a workspace distribution. Third-party dependencies (pydantic,
 come from the index.
 
 ``--base min`` installs the lowest ``integrations-base`` the dependents' ranges admit. When
-that is not the working tree's version, it is built from the release tag
-``integrations-base==<version>`` into ``.wheelhouse/``; a missing tag is an error, never a
-silent fall-back to the current base.
+that is not the working tree's version, it is built from that release's sdist in
+``releases/`` (checked against ``releases/SHA256SUMS``) into ``.wheelhouse/``; a missing or
+altered archive is an error, never a silent fall-back to the current base.
 
 After installing, the set of installed ``integrations-*`` distributions must be exactly the
 requested closure; distributions left over from an earlier run are removed first, so the
@@ -25,7 +25,6 @@ import json
 import subprocess
 import sys
 import sysconfig
-import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,9 +32,9 @@ from pathlib import Path
 
 # tools/ is not an installed package: make `tools._workspace` importable from the repo root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools._releases import RELEASES, released_source
 from tools._workspace import (
     NAMESPACE_LEVELS,
-    InvalidVersion,
     Package,
     SpecifierSet,
     Version,
@@ -45,7 +44,6 @@ from tools._workspace import (
     dependency_closure,
     find_package,
     find_repo_root,
-    load_package,
     load_packages,
 )
 
@@ -172,53 +170,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-def _git(root: Path, *arguments: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(root), *arguments], check=True, capture_output=True, text=True
-        )
-    except (OSError, subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", "") or str(error)
-        raise WorkspaceError(f"git {' '.join(arguments)} failed: {detail.strip()}") from error
-    return done.stdout
-
-
-def find_release_tag(root: Path, name: str, version: Version) -> str:
-    """The tag ``<name>==<version>`` (any spelling of the same version), or an error."""
-    tags = _git(root, "tag", "--list", f"{name}==*").split()
-    for tag in tags:
-        try:
-            if Version(tag.split("==", 1)[1]) == version:
-                return tag
-        except InvalidVersion:
-            continue
-    known = ", ".join(tags) or "none"
-    raise WorkspaceError(
-        f"the lowest admitted {name} is {version}, but there is no release tag "
-        f"'{name}=={version}' to build it from (tags of {name}: {known}). Tag the commit "
-        f"that released it (tools/release_tag.py) or raise the dependents' lower bound; the "
-        f"current {name} is not used in its place."
-    )
-
-
-def build_from_tag(root: Path, package: Package, tag: str, version: Version) -> Path:
-    """Build ``package`` as released at ``tag`` into the local wheelhouse."""
-    relative = package.directory.relative_to(root).as_posix()
-    with tempfile.TemporaryDirectory(prefix="integrations-tag-") as scratch:
-        archive = Path(scratch) / "release.tar"
-        _git(root, "archive", "--format=tar", f"--output={archive}", tag, "--", relative)
-        with tarfile.open(archive) as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(scratch, filter="data")
-            else:  # Python before 3.11.4
-                tar.extractall(scratch)
-        released = load_package(Path(scratch) / relative)
-        if Version(released.version) != version:
-            raise WorkspaceError(
-                f"tag {tag} holds {package.name} {released.version}, not {version}"
-            )
+def build_released(root: Path, package: Package, version: Version) -> Path:
+    """Build ``package`` as released at ``version`` (from ``releases/``) into the wheelhouse."""
+    with tempfile.TemporaryDirectory(prefix="integrations-release-") as scratch:
+        released = released_source(root, package.name, version, Path(scratch))
         wheel = build_wheel(released.directory, root / WHEELHOUSE)
-    say(f"built {package.name} {version} from tag {tag}: {wheel}")
+    say(f"built {package.name} {version} from {RELEASES}/: {wheel}")
     return wheel
 
 
@@ -239,8 +196,7 @@ def pip_arguments(plan: Plan, root: Path, wheelhouse: Path) -> list[str]:
         if is_base and plan.base_version == Version(package.version):
             say(f"--base {plan.base_pick}: {BASE} {package.version}, the working tree's")
         if is_base and plan.base_version and plan.base_version != Version(package.version):
-            tag = find_release_tag(root, BASE, plan.base_version)
-            wheel: Path | None = build_from_tag(root, package, tag, plan.base_version)
+            wheel: Path | None = build_released(root, package, plan.base_version)
         elif plan.editable:
             wheel = None
         else:
