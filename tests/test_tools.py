@@ -124,8 +124,9 @@ def test_a_release_archive_is_written_from_its_tag_and_unpacked_by_version(
 def test_a_missing_or_altered_release_archive_is_refused(workspace: Path) -> None:
     missing = _release_source(workspace, "0.0.1")
     assert missing.returncode != 0
-    assert "releases/integrations_base-0.0.1.tar.gz is missing" in missing.stderr
-    assert "--archive" in missing.stderr
+    assert "the lowest admitted integrations-base is 0.0.1" in missing.stderr
+    assert "releases/ holds no sdist of it" in missing.stderr
+    assert "--archive 0.0.1" in missing.stderr
 
     tag = run_tool(workspace, "tools/release_tag.py", "integrations-base").stdout.strip()
     version = tag.split("==", 1)[1]

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from tools._workspace import (
+    InvalidVersion,
     Package,
     Version,
     WorkspaceError,
@@ -34,9 +35,16 @@ CHECKSUMS = "SHA256SUMS"
 """``sha256sum``-format list of the archives in ``releases/``: ``<hex>  <file name>``."""
 
 
-def archive_name(name: str, version: Version) -> str:
-    """The sdist file name poetry-core gives ``name`` at ``version``."""
-    return f"{canonicalize_name(name).replace('-', '_')}-{version}.tar.gz"
+def _find_archive(root: Path, name: str, version: Version) -> Path | None:
+    """The sdist of ``name`` at ``version`` in ``releases/`` (any spelling of the version)."""
+    prefix = f"{canonicalize_name(name).replace('-', '_')}-"
+    for archive in sorted((root / RELEASES).glob(f"{prefix}*.tar.gz")):
+        try:
+            if Version(archive.name.removeprefix(prefix).removesuffix(".tar.gz")) == version:
+                return archive
+        except InvalidVersion:
+            continue
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -78,14 +86,15 @@ def released_source(root: Path, name: str, version: Version, scratch: Path) -> P
     A missing archive, a checksum that differs, or an archive holding another version is an
     error: the current sources are never used in place of a release.
     """
-    filename = archive_name(name, version)
-    archive = root / RELEASES / filename
-    if not archive.exists():
+    archive = _find_archive(root, name, version)
+    if archive is None:
         raise WorkspaceError(
-            f"the lowest admitted {name} is {version}, but {RELEASES}/{filename} is missing. "
-            f"Write it from the release tag (tools/release_tag.py {name} --archive) or raise "
+            f"the lowest admitted {name} is {version}, but {RELEASES}/ holds no sdist of it. "
+            f"Write it from the release tag (tools/release_tag.py {name} --archive {version}) "
+            "or raise "
             f"the dependents' lower bound; the current {name} is not used in its place."
         )
+    filename = archive.name
     expected = read_checksums(root).get(filename)
     if expected is None:
         raise WorkspaceError(f"{RELEASES}/{CHECKSUMS} has no line for {filename}")
