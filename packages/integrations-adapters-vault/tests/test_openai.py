@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper module next to this file
@@ -32,6 +33,7 @@ from integrations.base import (
     ActionChunk,
     AuthError,
     ConfigError,
+    ConnectionFailed,
     ConnectorError,
     Destination,
     EgressDenied,
@@ -315,6 +317,82 @@ def test_a_tenants_config_cannot_reach_a_loopback_api(
         pass
     assert server.http.count() == 0
     assert OpenAIConfig(url=server.url).destinations() == (Destination.from_url(server.url),)
+
+
+class ScriptedResolver:
+    """The n-th lookup of a name gets its n-th answer (the last one repeats)."""
+
+    def __init__(self, answers: dict[str, list[tuple[str, ...]]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def resolve(self, host: str, port: int) -> tuple[str, ...]:
+        script = self.answers[host]
+        answer = script[min(self.asked.count(host), len(script) - 1)]
+        self.asked.append(host)
+        return answer
+
+
+def port_open_governance(server: OpenAIServer, resolver: ScriptedResolver) -> Governance:
+    """Tenants may reach the test server's port on public addresses only; no retries."""
+    policy = UntrustedPolicy(
+        egress=EgressPolicy(rules=(EgressRule(ports=(server.port,)),)), resolver=resolver
+    )
+    return dataclasses.replace(governance(retry=NO_RETRY), untrusted=policy)
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("localhost", "loopback"),
+        ("[::1]", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("10.1.2.3", "private"),
+        ("192.168.1.10", "private"),
+    ],
+)
+def test_a_tenants_config_cannot_reach_internal_addresses(
+    server: OpenAIServer, registry: Registry, host: str, kind: str
+) -> None:
+    governed = port_open_governance(server, ScriptedResolver({"localhost": [("127.0.0.1",)]}))
+    url = f"http://{host}:{server.port}/v1"
+    untrusted = UntrustedConfig({"url": url, "api_key": "literal:tenant-key"})
+    session = registry.open(CONNECTOR, config=untrusted, context=APPROVED, governance=governed)
+    with pytest.raises(EgressDenied, match=kind), session:
+        pass
+    assert server.http.count() == 0
+    sink = governed.audit
+    assert isinstance(sink, MemoryAuditSink)
+    assert [e.operation for e in sink.events if e.outcome == "denied"] == ["connect"]
+
+
+def test_a_name_that_rebinds_to_loopback_is_dialled_only_at_its_checked_address(
+    server: OpenAIServer, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialled: list[str] = []
+    real_connect = httpcore.SyncBackend.connect_tcp
+
+    def connect_tcp(self: httpcore.SyncBackend, host: str, port: int, *args: Any) -> Any:
+        dialled.append(host)
+        if host not in ("127.0.0.1", "::1"):  # nothing leaves the machine
+            raise httpcore.ConnectError(f"{host} is not reachable from the test")
+        return real_connect(self, host, port, *args)
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect_tcp)
+    resolver = ScriptedResolver({"ai.tenant.test": [("1.2.3.4",), ("127.0.0.1",)]})
+    url = f"http://ai.tenant.test:{server.port}/v1"
+    untrusted = UntrustedConfig({"url": url, "api_key": "literal:tenant-key"})
+    governed = port_open_governance(server, resolver)
+    with (
+        registry.open(CONNECTOR, config=untrusted, context=APPROVED, governance=governed) as s,
+        pytest.raises(ConnectionFailed),
+    ):
+        s.invoke("model_invoke", chat("hello"))
+    assert resolver.asked == ["ai.tenant.test"]  # one lookup, pinned
+    assert dialled
+    assert set(dialled) == {"1.2.3.4"}
+    assert server.http.count() == 0
 
 
 def tenant_governance(server: OpenAIServer) -> Governance:
