@@ -17,6 +17,7 @@ import pytest
 
 from integrations.base import (
     ALLOW,
+    RUN_ID_ATTRIBUTE,
     AsyncSession,
     AuditError,
     AuditEvent,
@@ -289,7 +290,9 @@ def test_audit_events_carry_every_field_and_no_payload(sink: MemoryAuditSink) ->
         "duration_seconds",
         "detail",
         "delay_seconds",
+        "run_id",
     }
+    assert event["run_id"] is None
     assert event["connector"] == "mock"
     assert event["tenant"] == "acme"
     assert event["actor"] == "alice"
@@ -297,6 +300,23 @@ def test_audit_events_carry_every_field_and_no_payload(sink: MemoryAuditSink) ->
     everything = json.dumps([e.to_dict() for e in sink.events])
     assert "payload-text" not in everything
     assert len({e.id for e in sink.events}) == len(sink.events)
+
+
+def test_a_run_id_in_the_context_is_carried_by_every_event_of_the_session(
+    sink: MemoryAuditSink,
+) -> None:
+    policies = PolicySet([CapabilityAllowlist({"acme": ["mock:fetch"]})])  # push: a denial
+    registry = Registry(governance=Governance(audit=sink, policies=policies), distributions=False)
+    registry.register("mock", MockConnector)
+    context = AuthContext(tenant="acme", actor="alice", attributes={RUN_ID_ATTRIBUTE: "run-7"})
+    for _ in range(2):  # two sessions, two correlation ids, one run
+        with registry.open("mock", config={"store": "s"}, context=context) as session:
+            session.fetch(FetchQuery())
+            with pytest.raises(PolicyError):
+                session.push(PushPayload(records=(Record(id="x"),)))
+    assert len({event.correlation_id for event in sink.events}) == 2
+    assert {event.run_id for event in sink.events} == {"run-7"}
+    assert {event.to_dict()["run_id"] for event in sink.events} == {"run-7"}
 
 
 def test_required_audit_fails_closed_and_the_operation_does_not_run() -> None:

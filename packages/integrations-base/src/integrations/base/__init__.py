@@ -5,6 +5,7 @@ never by importing an adapter package.
 """
 
 from ._audit import (
+    RUN_ID_ATTRIBUTE,
     AuditEvent,
     AuditSink,
     ConnectorMeta,
@@ -114,6 +115,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "DEFAULT_PORTS",
     "NO_RETRY",
+    "RUN_ID_ATTRIBUTE",
     "UNRESTRICTED",
     "ActionChunk",
     "ActionConnector",

@@ -3,6 +3,11 @@
 Every lifecycle step and operation of a session emits a "started" and a "finished" event.
 Events carry who, what, when and how it ended — never payloads, records or secret values.
 Rendering to JSON happens only in sinks that write text.
+
+A session run on behalf of a job carries the job run's id in its context
+(``AuthContext.attributes["run_id"]``, see `RUN_ID_ATTRIBUTE`); its events repeat it, so the
+events of every session of one run can be found together although each session has its own
+correlation id.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +26,7 @@ from ._exceptions import AuditError
 from ._models import format_utc
 
 __all__ = [
+    "RUN_ID_ATTRIBUTE",
     "AuditEvent",
     "AuditSink",
     "ConnectorMeta",
@@ -29,9 +35,21 @@ __all__ = [
     "LoggingAuditSink",
     "MemoryAuditSink",
     "load_audit_sink",
+    "run_id_of",
 ]
 
 AUDIT_LOGGER = "integrations.audit"
+
+RUN_ID_ATTRIBUTE = "run_id"
+"""The `AuthContext.attributes` key whose string value a session's audit events carry as
+``run_id``: the id of the job run (a pipeline run, a batch) the session belongs to."""
+
+
+def run_id_of(attributes: Mapping[str, object]) -> str | None:
+    """The run id a context's attributes carry, or None when they carry no non-empty string."""
+    value = attributes.get(RUN_ID_ATTRIBUTE)
+    return value if isinstance(value, str) and value else None
+
 
 Phase = Literal["started", "finished"]
 Outcome = Literal["ok", "denied", "error"]
@@ -68,6 +86,7 @@ class AuditEvent(NamedTuple):
     duration_seconds: float | None = None
     detail: str | None = None
     delay_seconds: float | None = None
+    run_id: str | None = None
 
     @property
     def id(self) -> str:
@@ -99,6 +118,7 @@ class AuditEvent(NamedTuple):
             "duration_seconds": self.duration_seconds,
             "detail": self.detail,
             "delay_seconds": self.delay_seconds,
+            "run_id": self.run_id,
         }
 
     def to_json(self) -> str:

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, cast
 
 from ._actions import ActionSchema, action_schema
-from ._audit import AuditEvent, ConnectorMeta, Outcome, Phase
+from ._audit import AuditEvent, ConnectorMeta, Outcome, Phase, run_id_of
 from ._connector import (
     ActionConnector,
     AsyncActionConnector,
@@ -117,6 +117,7 @@ class _Governor:
         "_otel",
         "_push_idempotent",
         "_requests",
+        "_run_id",
         "_schemas",
         "_sequence",
         "_sink",
@@ -165,6 +166,7 @@ class _Governor:
         self._sink = governance.audit.emit
         self._tenant = context.tenant
         self._actor = context.actor
+        self._run_id = run_id_of(context.attributes) if context.attributes else None
         self._listener = listener
         self.retry = governance.retry_for(meta.name)
         self.breaker = breaker_for(connector, governance.breaker_for(meta.name))
@@ -470,6 +472,7 @@ class _Governor:
                 None,
                 self._notes.get(operation) if self._notes else None,
                 delay,
+                self._run_id,
             ),
         )
         try:
@@ -508,6 +511,7 @@ class _Governor:
                 duration,
                 self._detail(operation, extra) if self._notes or self._actions else None,
                 None,
+                self._run_id,
             ),
         )
         try:
@@ -577,6 +581,7 @@ class _Governor:
                 duration,
                 detail,
                 None,
+                self._run_id,
             ),
         )
         try:
