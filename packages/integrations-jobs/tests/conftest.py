@@ -130,7 +130,7 @@ def jobs_postgres_dsn() -> Iterator[str]:
         yield dsn
 
 
-STORE_KINDS = ("sqlite",)  # PostgreSQL joins once its store lands
+STORE_KINDS = ("sqlite", "postgres")
 
 
 @pytest.fixture(params=STORE_KINDS)
