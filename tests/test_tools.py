@@ -40,7 +40,7 @@ def test_bump_of_base_outside_the_adapters_ranges_is_refused_and_nothing_changes
 ) -> None:
     pyproject = workspace / "packages/integrations-base/pyproject.toml"
     changelog = workspace / "packages/integrations-base/CHANGELOG.md"
-    changelog.write_text(changelog.read_text() + "\n## 0.3.0\n\n- A minor release.\n")
+    changelog.write_text(changelog.read_text() + "\n## 0.4.0\n\n- A minor release.\n")
     before = pyproject.read_bytes()
 
     result = run_tool(workspace, "tools/bump_version.py", "integrations-base", "minor")
@@ -49,7 +49,7 @@ def test_bump_of_base_outside_the_adapters_ranges_is_refused_and_nothing_changes
     output = result.stdout + result.stderr
     for dependent in ("integrations-mocks", "integrations-adapters-memory"):
         assert dependent in output
-    assert ">=0.1,<0.3" in output
+    assert ">=0.1,<0.4" in output
     assert pyproject.read_bytes() == before
 
 
@@ -66,13 +66,13 @@ def test_bump_without_a_changelog_entry_is_refused(workspace: Path) -> None:
 
 def test_bump_with_changelog_entry_and_admitted_ranges_succeeds(workspace: Path) -> None:
     changelog = workspace / "packages/integrations-base/CHANGELOG.md"
-    changelog.write_text(changelog.read_text() + "\n## 0.2.1\n\n- A patch release.\n")
+    changelog.write_text(changelog.read_text() + "\n## 0.3.1\n\n- A patch release.\n")
 
     result = run_tool(workspace, "tools/bump_version.py", "integrations-base", "patch")
 
     assert result.returncode == 0, result.stdout + result.stderr
     text = (workspace / "packages/integrations-base/pyproject.toml").read_text()
-    assert 'version = "0.2.1"' in text
+    assert 'version = "0.3.1"' in text
 
 
 def test_namespace_check_rejects_a_stray_namespace_file(workspace: Path) -> None:

@@ -1,7 +1,9 @@
 """The `integrations` command: list, show, check and certify connectors; call one operation.
 
 Discovery runs inside the commands that need it, never at start-up, so `integrations --help`
-stays instant; `certify` imports the certification kit (and pytest) only when it runs.
+stays instant; `certify` imports the certification kit (and pytest) only when it runs. Other
+distributions add commands through the `integrations.cli` entry-point group (`_cli_plugins`),
+imported only when invoked.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ._cli_plugins import PluginGroup
 from ._connector import is_async_connector
 from ._exceptions import ConfigError, IntegrationsError, InvalidRequest, ManifestError
 from ._governance import Governance, GovernanceSettings
@@ -147,7 +150,7 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
                 console.print(f"{escape(row['name'])}: {escape(row['problem'])}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--manifest",
     "manifests",

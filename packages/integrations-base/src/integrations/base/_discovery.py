@@ -41,7 +41,9 @@ __all__ = [
 MANIFEST_GROUP = "integrations.manifests"
 AUDIT_SINK_GROUP = "integrations.audit_sinks"
 SECRET_PROVIDER_GROUP = "integrations.secret_providers"
-ENTRY_POINT_GROUPS = (MANIFEST_GROUP, AUDIT_SINK_GROUP, SECRET_PROVIDER_GROUP)
+CLI_GROUP = "integrations.cli"
+"""Commands other distributions add to the `integrations` command (click commands or groups)."""
+ENTRY_POINT_GROUPS = (MANIFEST_GROUP, AUDIT_SINK_GROUP, SECRET_PROVIDER_GROUP, CLI_GROUP)
 
 _scan_lock = threading.Lock()
 _scan: dict[str, tuple[metadata.EntryPoint, ...]] | None = None
