@@ -22,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from ._exceptions import LeaseHeld, LeaseLost, StoreError
+from ._exceptions import InvalidStoreValue, LeaseHeld, LeaseLost, StoreError
 from ._records import Checkpoint, DeadLetter, Lease, PipelineStatus, RunRecord
 from ._store import (
     Clock,
@@ -53,6 +54,7 @@ Row = tuple[Any, ...]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
+_WAL_RETRY_SECONDS: Final = 0.01
 
 # -- schema ---------------------------------------------------------------------------------
 
@@ -69,13 +71,14 @@ _TABLES: Final = (
         PRIMARY KEY (pipeline, tenant)
     ) WITHOUT ROWID
     """,
+    # The check refuses a record total past 64 bits, which SQLite would turn into a float.
     """
     CREATE TABLE checkpoints (
         pipeline TEXT NOT NULL,
         tenant TEXT NOT NULL,
         state TEXT,
         token INTEGER NOT NULL,
-        records INTEGER NOT NULL,
+        records INTEGER NOT NULL CHECK (typeof(records) = 'integer'),
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (pipeline, tenant)
     ) WITHOUT ROWID
@@ -227,6 +230,7 @@ _DEAD_LETTER_COUNTS: Final = (
 # -- error mapping --------------------------------------------------------------------------
 
 _BUSY: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+_CHECK_FAILED: Final = 275  # SQLITE_CONSTRAINT_CHECK: a value the schema refuses
 _DAMAGED: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
@@ -234,9 +238,10 @@ _DAMAGED: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 def sqlite_errors(path: str) -> Iterator[None]:
     """Map sqlite3's exceptions into `StoreError`, naming the file `path`.
 
-    A busy or locked file (another process held the write lock past the busy timeout) is
-    transient; a damaged file or one that is not SQLite says so; anything else names the
-    file and SQLite's message.
+    A value the schema's checks refuse (a record total past 64 bits) is an
+    `InvalidStoreValue`; a busy or locked file (another process held the write lock past the
+    busy timeout) is transient; a damaged file or one that is not SQLite says so; anything
+    else names the file and SQLite's message.
     """
     try:
         yield
@@ -247,6 +252,8 @@ def sqlite_errors(path: str) -> Iterator[None]:
 def _mapped(error: sqlite3.Error, path: str) -> StoreError:
     code = getattr(error, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
+    if code == _CHECK_FAILED:
+        return InvalidStoreValue(f"the job store {path} cannot store a value: {error}")
     if primary in _BUSY:
         return StoreError(
             f"the job store {path} is busy: another connection held its lock past the busy "
@@ -580,13 +587,32 @@ def _open(path: str, busy_timeout: float, clock: Clock) -> sqlite3.Connection:
         )
         try:
             refuse_newer(schema_version(connection), path)
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_wal(connection, busy_timeout)
             connection.execute("PRAGMA synchronous = FULL")
             migrate(connection, path, current_time(clock))
         except BaseException:
             connection.close()
             raise
     return connection
+
+
+def _use_wal(connection: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL (it stays so), retrying while it is busy, up to the timeout.
+
+    Switching needs the file to itself, and SQLite answers SQLITE_BUSY at once rather than
+    calling the busy handler when other connections hold it: processes or threads opening a
+    new file together would otherwise fail.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            code = getattr(error, "sqlite_errorcode", 0)
+            if code & 0xFF not in _BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_RETRY_SECONDS)
 
 
 def _fence(db: sqlite3.Connection, lease: Lease, now: datetime, action: str) -> None:
