@@ -52,7 +52,11 @@ def test_exactly_one_thread_wins_each_round(job_backend: Backend, clock: Clock) 
     """Every round the last lease has expired and all threads race for the same pipeline:
     one wins, with a token one above the last round's."""
     stores = _stores(job_backend, clock)
-    barrier = threading.Barrier(THREADS, action=lambda: clock.advance(61), timeout=WAIT)
+
+    def expire_every_lease() -> None:
+        clock.advance(61)
+
+    barrier = threading.Barrier(THREADS, action=expire_every_lease, timeout=WAIT)
 
     def race(worker: int) -> list[tuple[int, int]]:
         store = stores[worker % len(stores)]

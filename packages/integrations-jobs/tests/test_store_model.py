@@ -1,7 +1,11 @@
-"""Leases against a model, on both stores: hypothesis drives random sequences of acquire,
-renew, release, commit and clock moves by a few holders, and every answer must be the one a
-simple model of the lease predicts. This finds the orderings a hand-written test does not
-think of (re-acquiring after a release, renewing at the exact expiry, ...).
+"""Property tests on both stores.
+
+Leases against a model: hypothesis drives random sequences of acquire, renew, release, commit
+and clock moves by a few holders, and every answer must be the one a simple model of the
+lease predicts. This finds the orderings a hand-written test does not think of (re-acquiring
+after a release, renewing at the exact expiry, ...).
+
+Any JSON state round-trips exactly, or is refused whole, the same way by both stores.
 
 Each example uses a pipeline name of its own on the test's store, so examples do not see
 each other's leases without a store being opened per example.
@@ -19,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.jobs._exceptions import LeaseHeld, LeaseLost
+from integrations.jobs._exceptions import InvalidStoreValue, LeaseHeld, LeaseLost
 from integrations.jobs._records import Lease
 from integrations.jobs._store import JobStore
 
@@ -159,3 +163,53 @@ _STEPS: dict[str, Callable[[JobStore, Clock, Model, str, str, int], None]] = {
     "commit": _commit,
     "advance": _advance,
 }
+
+
+# -- JSON round trips -----------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(state=st.dictionaries(st.text(max_size=8), _json, max_size=5))
+def test_any_json_state_comes_back_exactly_or_is_refused_whole(
+    store: JobStore, state: dict[str, object]
+) -> None:
+    """Both stores give back exactly the JSON they were given (floats, big integers, any
+    text), and refuse the same things (NUL, which jsonb cannot hold) without writing."""
+    pipeline = f"json-{next(_examples)}"
+    lease = store.acquire_lease(pipeline, T, "w", 30)
+    if _has_nul(state):
+        with pytest.raises(InvalidStoreValue):
+            store.commit_checkpoint(lease, state, 1)
+        assert store.checkpoint(pipeline, T) is None
+        return
+    committed = store.commit_checkpoint(lease, state, 1)
+    assert committed.state == state
+    assert store.checkpoint(pipeline, T) == committed
+    store.add_dead_letters(lease, "run", [(state, "kept")])
+    assert [letter.record for letter in store.dead_letters(pipeline, T)] == [state]
