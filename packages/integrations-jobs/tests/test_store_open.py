@@ -179,6 +179,19 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path) -> 
     assert path.read_bytes() == b"not a database, but someone's notes " * 200
 
 
+def test_another_applications_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "memories.db"
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("CREATE TABLE memories (id TEXT PRIMARY KEY)")
+    connection.close()
+    before = path.read_bytes()
+
+    with pytest.raises(StoreError, match="something else"):
+        SqliteJobStore(path)
+    assert path.read_bytes() == before
+
+
 def test_a_file_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="failed"):
         SqliteJobStore(tmp_path / "missing" / "jobs.db")

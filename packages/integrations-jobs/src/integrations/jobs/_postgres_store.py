@@ -476,7 +476,7 @@ class PostgresJobStore:
             now = current_time(self._clock)
             parameters = {**_lease_parameters(lease, now), "expires": now + ttl}
             if db.execute(self._sql(_RENEW), parameters).rowcount != 1:
-                raise _lost(lease, "renewed")
+                raise _lost(lease, "renew it")
         return Lease(lease.pipeline, lease.tenant, lease.holder, lease.token, now + ttl)
 
     def release_lease(self, lease: Lease) -> None:

@@ -294,6 +294,21 @@ def refuse_newer(version: int, path: str) -> None:
         )
 
 
+def refuse_foreign(connection: sqlite3.Connection, path: str) -> None:
+    """`StoreError` for a file that holds tables but no job store: a memory store or another
+    application's database named by mistake must not get the job tables mixed into it."""
+    found = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'schema_versions' "
+        "ORDER BY name LIMIT 3"
+    ).fetchall()
+    if found:
+        names = ", ".join(name for (name,) in found)
+        raise StoreError(
+            f"{path} is a SQLite database of something else (tables {names}, no job store "
+            "schema): point the jobs at a file of their own"
+        )
+
+
 def migrate(connection: sqlite3.Connection, path: str, now: datetime) -> int:
     """Bring the file to `SCHEMA_VERSION` in one ``BEGIN IMMEDIATE`` transaction that re-reads
     the version under the write lock, so processes opening a new file together migrate it
@@ -305,6 +320,8 @@ def migrate(connection: sqlite3.Connection, path: str, now: datetime) -> int:
         connection.execute(_VERSIONS_TABLE)
         current = schema_version(connection)
         refuse_newer(current, path)
+        if current == 0:
+            refuse_foreign(connection, path)
         for version in range(current + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version - 1]:
                 connection.execute(statement)
@@ -414,7 +431,7 @@ class SqliteJobStore:
                 _RENEW, (*_lease_key(lease), micros(expires), micros(now))
             ).rowcount
             if changed != 1:
-                raise _lost(lease, "renewed")
+                raise _lost(lease, "renew it")
         return Lease(lease.pipeline, lease.tenant, lease.holder, lease.token, expires)
 
     def release_lease(self, lease: Lease) -> None:
@@ -586,7 +603,7 @@ def _open(path: str, busy_timeout: float, clock: Clock) -> sqlite3.Connection:
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            refuse_newer(schema_version(connection), path)
+            _refuse_before_writing(connection, path)
             _use_wal(connection, busy_timeout)
             connection.execute("PRAGMA synchronous = FULL")
             migrate(connection, path, current_time(clock))
@@ -594,6 +611,15 @@ def _open(path: str, busy_timeout: float, clock: Clock) -> sqlite3.Connection:
             connection.close()
             raise
     return connection
+
+
+def _refuse_before_writing(connection: sqlite3.Connection, path: str) -> None:
+    """Refuse a newer or a foreign file while nothing has been written to it (switching to
+    WAL writes to the file's header)."""
+    version = schema_version(connection)
+    refuse_newer(version, path)
+    if version == 0:
+        refuse_foreign(connection, path)
 
 
 def _use_wal(connection: sqlite3.Connection, busy_timeout: float) -> None:
