@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := integrations-base integrations-mocks integrations-adapters-intent \
-            integrations-adapters-memory integrations-adapters-vault
+            integrations-adapters-memory integrations-adapters-vault integrations-jobs
 DEV_TOOLS := "tox>=4.20,<5" "tox-uv>=1.11" "poetry-core>=2.0,<3" "pytest>=8,<10" \
              "hypothesis>=6.100,<7" "mypy>=1.10" "ruff>=0.6" "stevedore>=5" "pluggy>=1.5"
 
@@ -27,7 +27,8 @@ $(VENV)/.installed: $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml) Makefi
 		-e "packages/integrations-base[cli,http,otel,signing,testing,test,actions]" \
 		-e packages/integrations-mocks -e "packages/integrations-adapters-intent[engine,test]" \
 		-e "packages/integrations-adapters-memory[redis,postgres,knowledge-vault,test]" \
-		-e "packages/integrations-adapters-vault[openai,hashicorp,test]"
+		-e "packages/integrations-adapters-vault[openai,hashicorp,test]" \
+		-e "packages/integrations-jobs[cli,postgres,test]"
 	touch $@
 
 lint: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""Every Python example of the concept pages (lifecycle to memory stores) runs as shown.
+"""Every Python example of the concept pages (lifecycle to sync pipelines) runs as shown.
 
 Each ```python block of those pages is executed on its own, in a fresh namespace, against the
 real mock connector of the installed `integrations-mocks`, the real SQLite memory store and
@@ -37,6 +37,7 @@ PAGES = (
     "intent.md",
     "vault.md",
     "migration.md",
+    "jobs.md",
 )
 SKIP_MARKER = "<!-- docs-example: skip -->"
 LOGGERS = ("", "integrations", "integrations.audit", "integrations.lifecycle")

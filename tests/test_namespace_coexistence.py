@@ -1,6 +1,6 @@
-"""The five distributions share the ``integrations`` namespace wherever they are installed from.
+"""The six distributions share the ``integrations`` namespace wherever they are installed from.
 
-Two layouts a deployment or a developer ends up with: all five wheels in one site-packages
+Two layouts a deployment or a developer ends up with: all six wheels in one site-packages
 (the namespace is one directory holding every sibling), and a mix of wheels and editable
 installs (the namespace spans site-packages and the package source trees, and every sibling
 still imports). A regular-package ``__init__.py`` at a namespace level breaks exactly these.
@@ -23,6 +23,7 @@ LEAVES = {
     "integrations-adapters-intent": "integrations.adapters.intent_adapters",
     "integrations-adapters-memory": "integrations.adapters.memory_adapters",
     "integrations-adapters-vault": "integrations.adapters.vault_connectors",
+    "integrations-jobs": "integrations.jobs",
 }
 EDITABLE = ["integrations-adapters-memory", "integrations-adapters-vault"]
 NAMESPACES = ["integrations", "integrations.adapters"]
@@ -82,6 +83,7 @@ def test_mixed_install_imports_every_installed_sibling(mixed: tuple[Venv, Probe]
     for name in installed:
         assert probe.imports[LEAVES[name]] == "ok", f"{LEAVES[name]}: {probe.imports[LEAVES[name]]}"
     assert probe.imports["integrations.adapters.intent_adapters"] == "ModuleNotFoundError"
+    assert probe.imports["integrations.jobs"] == "ModuleNotFoundError"
 
 
 def test_mixed_install_loads_each_sibling_from_its_origin(mixed: tuple[Venv, Probe]) -> None:

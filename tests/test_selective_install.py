@@ -2,7 +2,9 @@
 
 In a fresh environment, the base and mocks wheels alone give a working ``integrations.base``
 and ``integrations.mocks`` with no ``integrations.adapters`` at all; adding the memory adapter
-wheel adds that one distribution (and the one library its default store needs) and nothing else.
+wheel adds that one distribution (and the one library its default store needs) and nothing else;
+adding the jobs wheel adds only that distribution, and its ``jobs`` command appears in the
+``integrations`` command through the CLI plug-in group.
 
 Every workspace wheel is passed to the installer as a file, including integrations-base when
 only an adapter is being added: named by file, it can never be replaced by a same-named
@@ -30,6 +32,7 @@ MODULES = [
     "integrations.adapters.intent_adapters",
     "integrations.adapters.memory_adapters",
     "integrations.adapters.vault_connectors",
+    "integrations.jobs",
 ]
 
 
@@ -62,6 +65,9 @@ class Steps:
     console_script: subprocess.CompletedProcess[str]
     doctor: subprocess.CompletedProcess[str]
     strict_doctor: subprocess.CompletedProcess[str]
+    with_jobs: Probe
+    help_with_jobs: subprocess.CompletedProcess[str]
+    jobs_schema: subprocess.CompletedProcess[str]
 
 
 def listed(python: Path) -> list[dict[str, Any]]:
@@ -89,6 +95,10 @@ def steps(venv_factory: VenvFactory, wheels: dict[str, Path]) -> Steps:
     memory_connectors = listed(venv.python)
     redis_without_driver = run([str(venv.python), "-c", _GET_REDIS]).strip()
     venv.install(f"integrations-base[cli] @ {wheels['integrations-base'].as_uri()}")
+    doctor = _integrations(venv.path, "doctor", "--json")
+    strict_doctor = _integrations(venv.path, "doctor", "--strict", "--json")
+    before_jobs = venv.probe(MODULES)
+    venv.install(wheels["integrations-base"], wheels["integrations-jobs"])
     return Steps(
         core=core,
         with_memory=with_memory,
@@ -96,9 +106,19 @@ def steps(venv_factory: VenvFactory, wheels: dict[str, Path]) -> Steps:
         memory_connectors=memory_connectors,
         redis_without_driver=redis_without_driver,
         console_script=console_script,
-        doctor=_integrations(venv.path, "doctor", "--json"),
-        strict_doctor=_integrations(venv.path, "doctor", "--strict", "--json"),
+        doctor=doctor,
+        strict_doctor=strict_doctor,
+        with_jobs=_compare(before_jobs, venv.probe(MODULES)),
+        help_with_jobs=_integrations(venv.path, "--help"),
+        jobs_schema=_integrations(venv.path, "jobs", "schema"),
     )
+
+
+def _compare(before: Probe, after: Probe) -> Probe:
+    """`after`, checked to hold every distribution of `before` at the same version."""
+    kept = {name: after.distributions.get(name) for name in before.distributions}
+    assert kept == before.distributions, "an installed version changed"
+    return after
 
 
 def _integrations(environment: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -180,3 +200,21 @@ def test_the_console_script_without_the_cli_extra_says_what_to_install(steps: St
     assert steps.console_script.returncode == 1
     assert "pip install 'integrations-base[cli]'" in steps.console_script.stderr
     assert len(steps.console_script.stderr.strip().splitlines()) == 1
+
+
+def test_adding_the_jobs_wheel_adds_exactly_that_distribution(steps: Steps) -> None:
+    assert set(steps.with_jobs.local()) == {
+        "integrations-base",
+        "integrations-mocks",
+        "integrations-adapters-memory",
+        "integrations-jobs",
+    }
+    assert steps.with_jobs.imports["integrations.jobs"] == "ok"
+    assert steps.with_memory.imports["integrations.jobs"] == "ModuleNotFoundError"
+
+
+def test_the_jobs_command_is_a_plugin_of_the_integrations_command(steps: Steps) -> None:
+    assert steps.help_with_jobs.returncode == 0, steps.help_with_jobs.stderr
+    assert "(plug-in from integrations-jobs" in steps.help_with_jobs.stdout
+    assert steps.jobs_schema.returncode == 0, steps.jobs_schema.stderr
+    assert json.loads(steps.jobs_schema.stdout)["title"] == "integrations jobs spec"

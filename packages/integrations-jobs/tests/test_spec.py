@@ -148,3 +148,9 @@ def test_the_json_schema_describes_every_field_and_matches_the_docs() -> None:
     published = Path(__file__).parents[3] / "docs" / "jobs-spec.schema.json"
     if published.exists():  # the docs ship the same schema (regenerate: integrations jobs schema)
         assert json.loads(published.read_text(encoding="utf-8")) == schema
+
+
+def test_an_invalid_list_item_is_reported_once_where_it_is() -> None:
+    found = problems(pipeline(tenants=[{"tenant": "acme"}]))
+    assert list(found) == ["pipelines.0.tenants.0.actor"]
+    assert "pipelines.0.tenants" in problems(pipeline(tenants=[]))  # empty: the list itself

@@ -321,12 +321,24 @@ class JobsSpec(_Spec):
 
 
 def _spec_error(error: ValidationError) -> SpecError:
+    """The problems, minus the echoes: pydantic drops an invalid item from a list and then
+    also reports the list as too short, which would send the reader to the wrong field."""
+    items = error.errors(include_url=False, include_input=False)
+    locations = [tuple(item["loc"]) for item in items]
     problems = tuple(
         (".".join(str(part) for part in item["loc"]) or "<root>", item["msg"])
-        for item in error.errors(include_url=False, include_input=False)
+        for item in items
+        if not (item["type"] == "too_short" and _encloses(tuple(item["loc"]), locations))
     )
     detail = "; ".join(f"{field}: {reason}" for field, reason in problems)
     return SpecError(f"invalid jobs spec: {detail}", problems)
+
+
+def _encloses(location: tuple[object, ...], locations: list[tuple[object, ...]]) -> bool:
+    """Whether another problem lies inside `location` (an item of the list it names)."""
+    return any(
+        len(other) > len(location) and other[: len(location)] == location for other in locations
+    )
 
 
 def load_spec(path: str | Path) -> JobsSpec:
