@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -1085,3 +1086,23 @@ def test_processes_writing_one_fresh_file_at_once_keep_every_batch(path: Path) -
         seqs = [row[0] for row in raw.execute("SELECT seq FROM intents ORDER BY seq")]
         assert seqs == list(range(1, 3 * batches * size + 1))
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_threads_opening_a_new_file_together_all_get_the_store(tmp_path: Path) -> None:
+    # Switching a file to WAL needs it to itself, and SQLite answers "database is locked" at
+    # once, without its busy handler, while another connection holds it.
+    from integrations.adapters.intent_adapters.local._backend import open_local
+
+    def open_after(barrier: threading.Barrier, path: str) -> None:
+        barrier.wait()
+        open_local(path, busy_timeout=10).close()
+
+    for attempt in range(20):
+        path = str(tmp_path / f"together-{attempt}.sqlite3")
+        barrier = threading.Barrier(4)
+        with ThreadPoolExecutor(4) as pool:
+            opened = [pool.submit(open_after, barrier, path) for _ in range(4)]
+            for future in opened:
+                future.result(timeout=60)  # raises what the thread met
+        mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal", f"attempt {attempt}"

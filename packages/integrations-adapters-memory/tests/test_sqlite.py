@@ -747,3 +747,36 @@ def test_processes_writing_one_fresh_file_at_once_keep_every_batch(path: Path) -
         assert len(seqs) == len(set(seqs)) == 3 * batches * size
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def open_together(opener: Any, path: str, count: int) -> list[BaseException]:
+    """Open `path` from `count` threads released at once; the errors they met."""
+    barrier = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            opener(path, busy_timeout=10).close()
+        except BaseException as error:  # collected for the caller's assertion
+            failures.append(error)
+
+    threads = [threading.Thread(target=open_it) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return failures
+
+
+def test_threads_opening_a_new_file_together_all_get_the_store(tmp_path: Path) -> None:
+    # Switching a file to WAL needs it to itself, and SQLite answers "database is locked" at
+    # once, without its busy handler, while another connection holds it.
+    from integrations.adapters.memory_adapters.sqlite._backend import open_sqlite
+
+    for attempt in range(20):
+        path = str(tmp_path / f"together-{attempt}.sqlite3")
+        failures = open_together(open_sqlite, path, 4)
+        assert failures == [], f"attempt {attempt}: {failures[0]!r}"
+        mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"

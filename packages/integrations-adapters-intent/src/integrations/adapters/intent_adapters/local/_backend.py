@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -45,7 +46,7 @@ from integrations.base import (
     format_utc,
 )
 
-from ._errors import SQLiteErrors, sqlite_errors
+from ._errors import BUSY_CODES, SQLiteErrors, sqlite_errors
 from ._records import record_of, tombstone_record
 from ._rows import (
     EPOCH,
@@ -172,13 +173,32 @@ def open_local(path: str, busy_timeout: float) -> LocalBackend:
         )
         try:
             check_version(connection)  # before any pragma writes to a file we may refuse
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_wal(connection, busy_timeout)
             connection.execute("PRAGMA synchronous = NORMAL")
             version = migrate(connection)
         except BaseException:
             connection.close()
             raise
     return LocalBackend(connection, path, version)
+
+
+def _use_wal(connection: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL (it stays so), retrying while it is busy, up to the timeout.
+
+    Switching needs the file to itself, and SQLite answers SQLITE_BUSY at once rather than
+    calling the busy handler while another connection holds it: threads or processes
+    opening a new file together would otherwise fail.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            code = getattr(error, "sqlite_errorcode", 0) or 0
+            if code & 0xFF not in BUSY_CODES or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 class LocalBackend:

@@ -8,9 +8,9 @@ from typing import Final
 
 from integrations.base import ConnectionFailed, ConnectorError, InvalidRequest, TransientError
 
-__all__ = ["SQLiteErrors", "sqlite_errors"]
+__all__ = ["BUSY_CODES", "SQLiteErrors", "sqlite_errors"]
 
-_BUSY: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+BUSY_CODES: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 _UNREACHABLE: Final = frozenset({3, 8, 10, 14})  # SQLITE_PERM, _READONLY, _IOERR, _CANTOPEN
 _DAMAGED: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
@@ -60,7 +60,7 @@ class SQLiteErrors:
 def _mapped(error: sqlite3.Error, path: str) -> ConnectorError:
     code = getattr(error, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
-    if primary in _BUSY:
+    if primary in BUSY_CODES:
         return TransientError(
             f"the intent store {path} is busy: another connection held its lock past the busy "
             f"timeout ({error})"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -174,13 +175,32 @@ def open_sqlite(path: str, busy_timeout: float) -> SqliteBackend:
         )
         try:
             check_version(connection)  # before any pragma writes to a file we may refuse
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_wal(connection, busy_timeout)
             connection.execute("PRAGMA synchronous = NORMAL")
             version = migrate(connection)
         except BaseException:
             connection.close()
             raise
     return SqliteBackend(connection, path, version)
+
+
+def _use_wal(connection: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL (it stays so), retrying while it is busy, up to the timeout.
+
+    Switching needs the file to itself, and SQLite answers SQLITE_BUSY at once rather than
+    calling the busy handler while another connection holds it: threads or processes
+    opening a new file together would otherwise fail.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            code = getattr(error, "sqlite_errorcode", 0) or 0
+            if code & 0xFF not in _BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 class SqliteBackend:
