@@ -15,6 +15,11 @@ starts: the API key is resolved from its reference (and shown masked), a ``model
 refused for lack of quorum and answered with two approvers, an answer is streamed as it is
 produced, an invalid input is refused before any request, and the audit lines show who
 approved and what each call used.
+Last, a sync pipeline (integrations-jobs) copies two tenants' memories from one SQLite store
+into another: ``integrations jobs run`` shows its progress (bars on a terminal, lines when
+piped), a second run after a few changes moves only those and returns its run reports, the
+audit events of a run share its run id, and ``integrations jobs status`` says where each
+tenant stands.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +56,7 @@ from integrations.base import (
     registry,
 )
 from integrations.base.lifecycle import Session
+from integrations.jobs import InProcessExecutor, RunReport, load_spec, open_store
 
 STORE = "memory.sqlite"
 ACME = AuthContext(tenant="acme", actor="alice")
@@ -358,6 +366,88 @@ def vault_demo() -> None:
     print_vault_audit(audit.events)
 
 
+JOBS_SPEC = """\
+store = "jobs.sqlite3"
+
+[[pipelines]]
+name = "memories-to-archive"
+batch_size = 2
+schedule = {{ every = "15m" }}
+transform = {{ exclude = ["created_at"] }}
+source = {{ connector = "memory.sqlite", config = {{ path = "{source}", sync_page_size = 2 }} }}
+destination = {{ connector = "memory.sqlite", config = {{ path = "{archive}" }} }}
+tenants = [
+    {{ tenant = "acme", actor = "sync-bot" }},
+    {{ tenant = "globex", actor = "sync-bot" }},
+]
+"""
+
+
+def integrations_command(*arguments: str) -> None:
+    """Run the `integrations` command of this environment, its output straight to ours."""
+    sys.stdout.flush()
+    command = Path(sys.executable).with_name("integrations")
+    subprocess.run([str(command), *arguments], check=False)
+
+
+def print_report(report: RunReport) -> None:
+    """One line per run report."""
+    print(
+        f"  {report.tenant:<7} {report.outcome:<10} moved={report.records_moved} "
+        f"batches={report.batches} rejected={report.rejected} delivery={report.delivery}"
+    )
+
+
+def jobs_demo() -> None:
+    """A pipeline from one memory store into another, run twice, then its status."""
+    audit = MemoryAuditSink()
+    governance = Governance(audit=audit)
+    with tempfile.TemporaryDirectory() as directory:
+        source = Path(directory) / "memories.sqlite3"
+        spec_path = Path(directory) / "jobs.toml"
+        archive = Path(directory) / "archive.sqlite3"
+        spec_path.write_text(JOBS_SPEC.format(source=source, archive=archive), encoding="utf-8")
+        config = {"path": str(source)}
+        heading("Sync pipelines: acme's and globex's memories, copied into an archive store")
+        with registry.open(STORE, config=config, context=ACME, governance=governance) as acme:
+            pushes(
+                acme, "acme", [memory(f"note-{i}", f"Meeting note {i}", "notes") for i in range(5)]
+            )
+        with registry.open(STORE, config=config, context=GLOBEX, governance=governance) as globex:
+            pushes(globex, "globex", [memory("memo-1", "Quarterly memo", "memos")])
+        print(f"  spec {spec_path.name}: batches of 2, every 15m, into {archive.name}")
+        print("  $ integrations jobs run jobs.toml")
+        integrations_command("jobs", "run", str(spec_path))
+
+        heading("A second run, in Python, after acme edited one memory and forgot another")
+        with registry.open(STORE, config=config, context=ACME, governance=governance) as acme:
+            pushes(
+                acme,
+                "acme",
+                [
+                    memory("note-1", "Meeting note 1, with the decisions", "notes"),
+                    Record(id="note-2", deleted=True),
+                ],
+            )
+        spec = load_spec(spec_path)
+        with open_store(spec.store or "jobs.sqlite3") as store:
+            audit.events.clear()
+            reports = InProcessExecutor(spec, store, governance=governance).run()
+            for report in reports:
+                print_report(report)
+        acme_run = next(report for report in reports if report.tenant == "acme")
+        ours = [event for event in audit.events if event.run_id == acme_run.run_id]
+        sessions = {event.correlation_id for event in ours}
+        print(
+            f"  acme's run {acme_run.run_id}: {len(ours)} audit events in {len(sessions)} "
+            "sessions, all with its run_id"
+        )
+
+        heading("Where each pipeline and tenant stands")
+        print("  $ integrations jobs status jobs.toml")
+        integrations_command("jobs", "status", str(spec_path))
+
+
 def main() -> None:
     """Run the demo."""
     list_connectors()
@@ -426,6 +516,7 @@ def main() -> None:
     print_audit(audit.events)
     intent_demo()
     vault_demo()
+    jobs_demo()
 
 
 if __name__ == "__main__":

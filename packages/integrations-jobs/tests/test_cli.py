@@ -171,3 +171,29 @@ def test_progress_bars_follow_the_runs() -> None:
         assert task.fields["moved"] == 3
         assert "succeeded" in task.fields["state"]
     assert "memories acme" in buffer.getvalue()
+
+
+def test_on_a_terminal_run_draws_progress_and_status_is_a_table(
+    spec_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.jobs import _cli
+
+    monkeypatch.setattr(_cli, "_is_terminal", lambda: True)
+    code, output = invoke("run", str(spec_path), "--tenant", "acme")
+    assert code == 0, output
+    assert "memories acme" in output
+    assert "memories acme: succeeded (3 records in 2 batches" in output
+    spec_path.write_text(
+        spec_path.read_text().replace(
+            'destination = { connector = "memory.sqlite", config = { path',
+            'destination = { connector = "mock", config = { faults = [{ operation = "push", '
+            'error = "invalid_request", times = 100 }], store',
+        )
+    )
+    assert invoke("run", str(spec_path), "--tenant", "globex")[0] == 1
+    code, output = invoke("status", str(spec_path))
+    assert code == 0, output
+    header = next(line for line in output.splitlines() if "pipeline" in line)
+    for column in ("tenant", "outcome", "moved", "total", "lag", "checkpoint", "dead", "last run"):
+        assert column in header
+    assert "memories globex: InvalidRequest: injected fault" in output

@@ -39,6 +39,11 @@ def jobs() -> None:
     """Sync pipelines: run them in-process, show their status, print the spec's schema."""
 
 
+def _is_terminal() -> bool:
+    """Whether output goes to a terminal: progress bars and tables, else plain lines."""
+    return sys.stdout.isatty()
+
+
 def _fail(error: BaseException) -> click.ClickException:
     message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     return click.ClickException(f"{type(error).__name__}: {message}")
@@ -231,7 +236,7 @@ def _run(
 ) -> list[RunReport]:
     if as_json:
         return executor.run(pipelines, tenants, due_only=due)
-    if not sys.stdout.isatty():
+    if not _is_terminal():
         executor.progress = _PlainProgress()
         return executor.run(pipelines, tenants, due_only=due)
     console = Console(highlight=False)
@@ -293,25 +298,55 @@ def status_command(spec_path: Path, store_url: str | None, as_json: bool) -> Non
         click.echo(json.dumps([row.to_dict() for row in rows], indent=2))
         return
     cells = [_cells(row) for row in rows]
-    if sys.stdout.isatty():
+    if _is_terminal():
         _status_table(cells)
         return
     for cell in cells:
         click.echo(" ".join(f"{key}={value}" for key, value in cell.items()))
 
 
+_TABLE_COLUMNS = {
+    "pipeline": "pipeline",
+    "tenant": "tenant",
+    "outcome": "outcome",
+    "moved": "moved",
+    "total": "total",
+    "lag": "lag",
+    "checkpoint_age": "checkpoint",
+    "due": "due",
+    "dead_letters": "dead",
+    "last_run": "last run",
+}
+"""The table's columns (key -> header); errors are too long for a cell and follow the table."""
+
+
 def _status_table(cells: list[dict[str, str]]) -> None:
-    headers = list(cells[0]) if cells else []
-    table = Table(*headers)
-    for cell in cells:
+    """The rows as a table on the terminal, each last error on its own line below it."""
+    shown_cells = [{**cell, "last_run": cell["last_run"][:8]} for cell in cells]
+    table = Table(*_TABLE_COLUMNS.values())
+    for column, key in zip(table.columns, _TABLE_COLUMNS, strict=True):
+        column.no_wrap = True  # a cut-off tenant or outcome is worse than a wide table
+        column.min_width = max([len(str(column.header))] + [len(c[key]) for c in shown_cells])
+    needed = sum(int(column.min_width or 0) + 3 for column in table.columns) + 1
+    console = Console(highlight=False)
+    console = Console(highlight=False, width=max(console.width, needed))
+    for cell, shown in zip(cells, shown_cells, strict=True):
         style = _OUTCOME_STYLES.get(cell["outcome"], "red")
         table.add_row(
             *(
-                f"[{style}]{escape(value)}[/{style}]" if key == "outcome" else escape(value)
-                for key, value in cell.items()
+                f"[{style}]{escape(shown[key])}[/{style}]"
+                if key == "outcome"
+                else escape(shown[key])
+                for key in _TABLE_COLUMNS
             )
         )
-    Console(highlight=False).print(table)
+    console.print(table)
+    for cell in cells:
+        if cell["last_error"] != "-":
+            console.print(
+                f"{escape(cell['pipeline'])} {escape(cell['tenant'])}: "
+                f"[red]{escape(cell['last_error'])}[/red]"
+            )
 
 
 # -- schema --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -334,7 +334,7 @@ def _spec_error(error: ValidationError) -> SpecError:
     return SpecError(f"invalid jobs spec: {detail}", problems)
 
 
-def _encloses(location: tuple[object, ...], locations: list[tuple[object, ...]]) -> bool:
+def _encloses(location: tuple[object, ...], locations: Sequence[tuple[object, ...]]) -> bool:
     """Whether another problem lies inside `location` (an item of the list it names)."""
     return any(
         len(other) > len(location) and other[: len(location)] == location for other in locations
