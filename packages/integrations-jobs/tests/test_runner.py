@@ -610,3 +610,19 @@ def test_status_reports_every_pipeline_and_tenant_of_the_spec(
     assert pipeline_status(spec, store, now=report.finished_at)[0].due is False
     executor = InProcessExecutor(spec, store, registry=registry)
     assert executor.selection(due_only=True) == [("memories", "globex")]
+
+
+def test_several_changes_of_one_record_in_a_page_arrive_as_its_last(
+    tmp_path: Path, registry: Registry, store: SqliteJobStore
+) -> None:
+    from integrations.mocks import get_store
+
+    upstream = get_store("changelog")
+    upstream.clear()
+    for text in ("first", "second", "third"):
+        upstream.push("acme", PushPayload(records=(Record(id="doc", data={"text": text}),)))
+    upstream.push("acme", PushPayload(records=(Record(id="other", data={"text": "x"}),)))
+    spec = spec_for(tmp_path, source={"connector": "mock", "config": {"store": "changelog"}})
+    report = run(spec, store, registry)
+    assert (report.outcome, report.records_moved, report.rejected) == ("succeeded", 2, 0)
+    assert read(registry, tmp_path / "destination.db", "acme") == {"doc": "third", "other": "x"}

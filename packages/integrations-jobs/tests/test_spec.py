@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from integrations.base import ConfigError, IntegrationsError
+from integrations.base import ConfigError, IntegrationsError, Registry
 from integrations.jobs import JobsSpec, SpecError, jobs_json_schema, load_spec, parse_duration
 
 MINIMAL: dict[str, Any] = {
@@ -154,3 +154,34 @@ def test_an_invalid_list_item_is_reported_once_where_it_is() -> None:
     found = problems(pipeline(tenants=[{"tenant": "acme"}]))
     assert list(found) == ["pipelines.0.tenants.0.actor"]
     assert "pipelines.0.tenants" in problems(pipeline(tenants=[]))  # empty: the list itself
+
+
+def test_the_toml_of_the_docs_validates_against_the_json_schema() -> None:
+    import tomllib
+
+    import jsonschema
+
+    page = (Path(__file__).parents[3] / "docs" / "jobs.md").read_text(encoding="utf-8")
+    toml = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    document = tomllib.loads(toml)
+    jsonschema.Draft202012Validator(jobs_json_schema()).validate(document)
+    spec = JobsSpec.from_mapping(document)
+    registry = Registry()
+    registry.discover()
+    for pipeline_spec in spec.pipelines:  # the configs are what the connectors accept
+        for tenant in pipeline_spec.tenants:
+            for side, overrides in (
+                (pipeline_spec.source, tenant.source),
+                (pipeline_spec.destination, tenant.destination),
+            ):
+                model = registry.get(side.connector).config_model
+                model.from_mapping({**side.config, **overrides})
+    document["pipelines"][0]["schedule"]["every"] = "soon"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(jobs_json_schema()).validate(document)
+
+
+def test_a_retry_delay_may_be_zero_and_an_interval_may_not() -> None:
+    spec = JobsSpec.from_mapping(pipeline(retry_delay="0s", lease_ttl="2m"))
+    assert (spec.pipelines[0].retry_delay, spec.pipelines[0].lease_ttl) == (0.0, 120.0)
+    assert "positive" in problems(pipeline(schedule={"every": 0}))["pipelines.0.schedule.every"]

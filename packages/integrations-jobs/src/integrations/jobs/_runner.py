@@ -408,7 +408,7 @@ def _deliver(run: _Run, writer: Session, state: Mapping[str, Any] | None, page: 
     are pushed one after the other and the page's state is committed after the last, since
     the source has no state between them.
     """
-    records = tuple(_transform(record, run.spec.transform) for record in page.records)
+    records = tuple(_transform(record, run.spec.transform) for record in _latest(page.records))
     accepted = 0
     letters: list[tuple[Mapping[str, Any], str]] = []
     size = run.spec.batch_size
@@ -453,6 +453,16 @@ def _push(
         if record.id not in acknowledged
     ]
     return len(batch) - len(refused), refused
+
+
+def _latest(records: Sequence[Record]) -> list[Record]:
+    """One record per id, the last change of each, in the order of those last changes.
+
+    A change log may hold several changes of one record in a page; the last one is the
+    record's state, and a destination may refuse a payload that names an id twice.
+    """
+    last = {record.id: index for index, record in enumerate(records)}
+    return [record for index, record in enumerate(records) if last[record.id] == index]
 
 
 def _transform(record: Record, transform: TransformSpec) -> Record:

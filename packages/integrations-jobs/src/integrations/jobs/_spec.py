@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -51,10 +52,11 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def parse_duration(value: object) -> float:
+def parse_duration(value: object, *, allow_zero: bool = False) -> float:
     """Seconds from a number or a string such as ``"90s"``, ``"15m"``, ``"1.5h"``, ``"1d"``.
 
-    Intervals are written by people in TOML files; a bare number means seconds.
+    Intervals are written by people in TOML files; a bare number means seconds. Zero is
+    refused unless `allow_zero` (a retry delay may be zero, an interval may not).
     """
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string such as '15m'")
@@ -64,9 +66,22 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration: write seconds or '90s', '15m', '2h', '1d'")
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError("a duration must be positive")
     return seconds
+
+
+def _duration_schema(description: str) -> WithJsonSchema:
+    """What a duration field accepts, as JSON Schema: seconds, or a string with a unit."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": _DURATION.pattern},
+            ],
+            "description": description,
+        }
+    )
 
 
 class _Spec(BaseModel):
@@ -158,9 +173,11 @@ class TransformSpec(_Spec):
 class ScheduleSpec(_Spec):
     """How often a pipeline is due: `every` seconds (or ``"15m"``) after its last success."""
 
-    every: float = Field(
-        gt=0, description="The interval: seconds, or a string such as '90s', '15m', '2h', '1d'."
-    )
+    every: Annotated[
+        float,
+        Field(gt=0),
+        _duration_schema("The interval: seconds, or a string such as '90s', '15m', '2h', '1d'."),
+    ]
 
     @field_validator("every", mode="before")
     @classmethod
@@ -193,24 +210,22 @@ class PipelineSpec(_Spec):
             "checkpoint (the sessions retry single calls themselves, under governance)."
         ),
     )
-    retry_delay: float = Field(
-        default=1.0,
-        ge=0,
-        le=3600,
-        description="Seconds before the second try, doubling for each further one.",
-    )
-    lease_ttl: float = Field(
-        default=300.0,
-        gt=0,
-        le=86_400,
-        description="Seconds a run's lease lasts without renewal (renewed after every batch).",
-    )
+    retry_delay: Annotated[
+        float,
+        Field(ge=0, le=3600),
+        _duration_schema("Wait before the second try, doubling for each further one (1 s)."),
+    ] = 1.0
+    lease_ttl: Annotated[
+        float,
+        Field(gt=0, le=86_400),
+        _duration_schema("How long a run's lease lasts without renewal (300 s)."),
+    ] = 300.0
     transform: TransformSpec = Field(default_factory=TransformSpec)
 
     @field_validator("retry_delay", "lease_ttl", mode="before")
     @classmethod
     def _durations(cls, value: object) -> object:
-        return parse_duration(value) if isinstance(value, str) else value
+        return parse_duration(value, allow_zero=True) if isinstance(value, str) else value
 
     @field_validator("tenants")
     @classmethod
@@ -253,12 +268,6 @@ class ConcurrencySpec(_Spec):
 
 class JobsSpec(_Spec):
     """A spec file: its pipelines, the job store, concurrency and governance settings."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        json_schema_extra={"$id": "https://integrations.dev/schemas/jobs-spec.json"},
-    )
 
     pipelines: tuple[PipelineSpec, ...] = Field(min_length=1)
     store: str | None = Field(
