@@ -28,7 +28,7 @@ $(VENV)/.installed: $(foreach p,$(PACKAGES),packages/$(p)/pyproject.toml) Makefi
 		-e packages/integrations-mocks -e "packages/integrations-adapters-intent[engine,test]" \
 		-e "packages/integrations-adapters-memory[redis,postgres,knowledge-vault,test]" \
 		-e "packages/integrations-adapters-vault[openai,hashicorp,test]" \
-		-e "packages/integrations-jobs[cli,postgres,test]"
+		-e "packages/integrations-jobs[cli,postgres,celery,test]"
 	touch $@
 
 lint: $(VENV)/.installed
