@@ -356,3 +356,8 @@ def _status_table(cells: list[dict[str, str]]) -> None:
 def schema_command() -> None:
     """Print the JSON Schema of spec files."""
     click.echo(json.dumps(jobs_json_schema(), indent=2))
+
+
+# `worker` and `submit` (the Celery executor) register themselves on `jobs`; that module
+# imports Celery only when one of them runs.
+from . import _celery_cli  # noqa: E402, F401
