@@ -1,9 +1,10 @@
 """The built wheels follow the packaging rules every distribution of the namespace relies on.
 
-Five wheels, one per distribution; none ships a file directly in ``integrations/`` or
+Six wheels, one per distribution; none ships a file directly in ``integrations/`` or
 ``integrations/adapters/`` (which would turn a shared namespace into one distribution's regular
 package); every leaf package is typed; connector distributions ship the manifest their entry
-point announces; METADATA is installable from an index (version ranges, never ``file://``).
+point announces; the jobs distribution announces its command, no manifest; METADATA is
+installable from an index (version ranges, never ``file://``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {package.name: package for package in load_packages(REPO_ROOT)}
 NAMESPACE_LEVELS = {PurePosixPath("integrations"), PurePosixPath("integrations/adapters")}
 MANIFEST_GROUP = "integrations.manifests"
+CLI_GROUP = "integrations.cli"
+NOT_CONNECTORS = {"integrations-base", "integrations-jobs"}
+"""Distributions that declare no connector: the framework itself and the pipelines."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def built(wheels: dict[str, Path]) -> dict[str, Wheel]:
 
 def test_one_wheel_per_distribution(wheel_dir: Path) -> None:
     names = sorted(path.name.split("-")[0] for path in wheel_dir.glob("*.whl"))
-    assert len(names) == 5
+    assert len(names) == 6
     assert names == sorted(name.replace("-", "_") for name in PACKAGES)
 
 
@@ -88,7 +92,7 @@ def test_every_leaf_package_is_typed(built: dict[str, Wheel], name: str) -> None
         assert PurePosixPath(leaf, "py.typed") in built[name].members
 
 
-@pytest.mark.parametrize("name", sorted(set(PACKAGES) - {"integrations-base"}))
+@pytest.mark.parametrize("name", sorted(set(PACKAGES) - NOT_CONNECTORS))
 def test_connector_distributions_ship_their_manifest(built: dict[str, Wheel], name: str) -> None:
     announced = built[name].entry_points.get(MANIFEST_GROUP, {})
     assert list(announced) == [name], f"{name} must announce one manifest under its own name"
@@ -98,6 +102,13 @@ def test_connector_distributions_ship_their_manifest(built: dict[str, Wheel], na
     document = json.loads(built[name].files[manifest])
     assert document["schema_version"] == 1
     assert isinstance(document["connectors"], list)
+
+
+def test_the_jobs_wheel_announces_its_command_and_no_manifest(built: dict[str, Wheel]) -> None:
+    jobs = built["integrations-jobs"]
+    assert jobs.entry_points.get(CLI_GROUP) == {"jobs": "integrations.jobs._cli:jobs"}
+    assert MANIFEST_GROUP not in jobs.entry_points
+    assert PurePosixPath("integrations/jobs/_cli.py") in jobs.members
 
 
 @pytest.mark.parametrize("name", sorted(PACKAGES))
