@@ -1,7 +1,7 @@
 """Testing support for pipelines on real workers: connectors that work across processes, and
 throwaway Celery worker processes.
 
-- `testing_manifest` declares ``jobs-testing.sqlite`` (``memory.sqlite`` that can be slow,
+- `write_testing_manifest` declares ``jobs-testing.sqlite`` (``memory.sqlite`` that can be slow,
   fail, refuse ids, or pause at a gate) and ``jobs-testing.generated`` (made-up records with
   a delay per page); pass it to ``integrations --manifest`` and `Registry.load_manifest`.
   They need ``integrations-adapters-memory``.
@@ -19,7 +19,7 @@ from ._connectors import (
     TestingSqliteConfig,
     TestingSqliteConnector,
     paused_pids,
-    testing_manifest,
+    write_testing_manifest,
 )
 from ._workers import READY_MARKER, CeleryWorker, celery_workers, start_worker
 
@@ -35,5 +35,5 @@ __all__ = [
     "celery_workers",
     "paused_pids",
     "start_worker",
-    "testing_manifest",
+    "write_testing_manifest",
 ]

@@ -7,13 +7,14 @@ config, which the spec carries to every worker:
 
 - ``jobs-testing.sqlite``: ``memory.sqlite`` plus a delay per read (a slow, I/O-bound
   source), reads that always fail (a source that keeps failing), ids the push refuses (dead
-  letters), and a gate: the first push after the gate is armed writes its batch, says so in
-  a file, and waits until the gate is lifted, so a test can kill the worker at a known point
-  (the destination holds the batch, the checkpoint does not yet).
+  letters), and a gate: the chosen push of the first session to reach it while the gate is
+  armed writes its batch, says so in a file, and waits until the gate is lifted, so a test
+  can kill the worker at a known point (the destination holds the batch, the checkpoint
+  does not yet).
 - ``jobs-testing.generated``: a sync source that makes up ``records`` records per tenant and
   sleeps ``page_delay_seconds`` per page, as a remote API would; nothing to seed.
 
-They are declared by `testing_manifest` (pass the file to ``integrations --manifest``), not
+They are declared by `write_testing_manifest` (pass the file to ``integrations --manifest``), not
 by the distribution's entry points, so they never appear in a production registry.
 """
 
@@ -58,7 +59,7 @@ __all__ = [
     "TestingSqliteConfig",
     "TestingSqliteConnector",
     "paused_pids",
-    "testing_manifest",
+    "write_testing_manifest",
 ]
 
 GATE_HOLD: Final = "hold"
@@ -88,6 +89,10 @@ class TestingSqliteConfig(SqliteMemoryConfig):
     """A directory: while it holds `GATE_HOLD`, the first push to claim the gate writes its
     batch, creates ``paused-<pid>`` there and waits until `GATE_HOLD` is removed."""
 
+    gate_on_push: int = Field(default=1, ge=1)
+    """Which push of a session may claim the gate (1: the first), so that earlier batches are
+    committed before the pause."""
+
     gate_timeout_seconds: float = Field(default=60.0, gt=0, le=600, allow_inf_nan=False)
     """The longest a paused push waits (a test that forgot to lift the gate still ends)."""
 
@@ -99,11 +104,13 @@ class TestingSqliteConnector(SqliteMemoryConnector):
     config_model: ClassVar[type[ConnectorConfig]] = TestingSqliteConfig
 
     _testing: TestingSqliteConfig | None = None
+    _pushes: int = 0
 
     def connect(self, config: SqliteMemoryConfig) -> Connection:
         """Open the file, remembering the testing settings."""
         connection = super().connect(config)
         self._testing = config if isinstance(config, TestingSqliteConfig) else None
+        self._pushes = 0
         return connection
 
     def sync(self, state: SyncState) -> SyncResult:
@@ -127,7 +134,12 @@ class TestingSqliteConnector(SqliteMemoryConnector):
             for record in payload.records
             if record.id in refused
         )
-        if testing is not None and testing.gate_dir is not None:
+        self._pushes += 1
+        if (
+            testing is not None
+            and testing.gate_dir is not None
+            and self._pushes == testing.gate_on_push
+        ):
             _pause_at_gate(Path(testing.gate_dir), testing.gate_timeout_seconds)
         return PushResult(accepted=result.accepted, rejected=result.rejected + rejections)
 
@@ -226,7 +238,7 @@ class GeneratedSource(BaseConnector[GeneratedConfig]):
         return RevokeResult(revoked=True)
 
 
-def testing_manifest(path: str | Path) -> Path:
+def write_testing_manifest(path: str | Path) -> Path:
     """Write the manifest declaring the testing connectors to `path`; return it.
 
     Give it to ``integrations --manifest PATH`` (workers too) or `Registry.load_manifest`.
