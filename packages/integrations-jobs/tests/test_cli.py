@@ -197,3 +197,25 @@ def test_on_a_terminal_run_draws_progress_and_status_is_a_table(
     for column in ("tenant", "outcome", "moved", "total", "lag", "checkpoint", "dead", "last run"):
         assert column in header
     assert "memories globex: InvalidRequest: injected fault" in output
+
+
+def test_dead_letters_lists_the_rejected_records_with_their_reasons(spec_path: Path) -> None:
+    spec_path.write_text(spec_path.read_text().replace('exclude = ["created_at"]', "exclude = []"))
+    code, output = invoke("run", str(spec_path), "--tenant", "acme")
+    assert code == 0, output
+    assert "3 rejected" in output
+    code, output = invoke(
+        "dead-letters", str(spec_path), "--pipeline", "memories", "--tenant", "acme"
+    )
+    assert code == 0, output
+    lines = output.splitlines()
+    assert len(lines) == 3
+    assert all("unknown field 'created_at'" in line for line in lines)
+    code, output = invoke(
+        "dead-letters", str(spec_path), "--pipeline", "memories", "--tenant", "acme", "--json"
+    )
+    letters = json.loads(output)
+    assert sorted(letter["record"]["id"] for letter in letters) == ["acme0", "acme1", "acme2"]
+    code, output = invoke("dead-letters", str(spec_path), "--pipeline", "memories", "--tenant", "x")
+    assert code == 1
+    assert "no tenant 'x'" in output

@@ -1,4 +1,5 @@
-"""`integrations jobs`: run a spec's pipelines in-process, show their status, print the schema.
+"""`integrations jobs`: run a spec's pipelines in-process, show their status and dead letters,
+print the spec's schema.
 
 Registered in the `integrations.cli` entry-point group, so `integrations` lists it without
 importing this module. On a terminal, runs draw rich progress bars and status is a table;
@@ -21,7 +22,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from integrations.base import GovernanceSettings, IntegrationsError, Registry
+from integrations.base import GovernanceSettings, IntegrationsError, Registry, format_utc
 
 from ._executor import InProcessExecutor
 from ._report import RunReport, StatusRow
@@ -347,6 +348,49 @@ def _status_table(cells: list[dict[str, str]]) -> None:
                 f"{escape(cell['pipeline'])} {escape(cell['tenant'])}: "
                 f"[red]{escape(cell['last_error'])}[/red]"
             )
+
+
+# -- dead letters --------------------------------------------------------------------------
+
+
+@jobs.command("dead-letters")
+@_SPEC
+@click.option("--pipeline", required=True, help="The pipeline.")
+@click.option("--tenant", required=True, help="The tenant.")
+@_STORE
+@click.option("--limit", default=100, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, records included.")
+def dead_letters_command(
+    spec_path: Path, pipeline: str, tenant: str, store_url: str | None, limit: int, as_json: bool
+) -> None:
+    """The records the destination rejected for PIPELINE and TENANT, with the reasons."""
+    spec = _load(spec_path)
+    try:
+        spec.pipeline(pipeline).tenant(tenant)
+    except IntegrationsError as error:
+        raise _fail(error) from None
+    with _opened(store_location(spec, spec_path, store_url)) as store:
+        try:
+            letters = store.dead_letters(pipeline, tenant, limit=limit)
+        except IntegrationsError as error:
+            raise _fail(error) from None
+    if as_json:
+        rows = [
+            {
+                "run_id": letter.run_id,
+                "created_at": format_utc(letter.created_at),
+                "reason": letter.reason,
+                "record": dict(letter.record),
+            }
+            for letter in letters
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for letter in letters:
+        record_id = letter.record.get("id", "?")
+        click.echo(
+            f"{format_utc(letter.created_at)} run={letter.run_id} id={record_id}: {letter.reason}"
+        )
 
 
 # -- schema --------------------------------------------------------------------------------
