@@ -219,3 +219,31 @@ def test_dead_letters_lists_the_rejected_records_with_their_reasons(spec_path: P
     code, output = invoke("dead-letters", str(spec_path), "--pipeline", "memories", "--tenant", "x")
     assert code == 1
     assert "no tenant 'x'" in output
+
+
+def test_serve_runs_what_is_due_until_sigterm(spec_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = Path(sys.executable).with_name("integrations")
+    process = subprocess.Popen(
+        [str(command), "jobs", "serve", str(spec_path), "--poll", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while sum(": succeeded (" in line for line in lines) < 2 and time.monotonic() < deadline:
+        lines.append(process.stdout.readline())
+    time.sleep(0.5)  # a few more rounds: nothing is due again for an hour
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    assert output.startswith("serving 2 pipeline and tenant pairs of jobs.toml\n")
+    assert output.count(": succeeded (") == 2  # each ran once: the schedule is an hour
+    assert output.endswith("stopped\n")

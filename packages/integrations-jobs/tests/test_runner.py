@@ -626,3 +626,28 @@ def test_several_changes_of_one_record_in_a_page_arrive_as_its_last(
     report = run(spec, store, registry)
     assert (report.outcome, report.records_moved, report.rejected) == ("succeeded", 2, 0)
     assert read(registry, tmp_path / "destination.db", "acme") == {"doc": "third", "other": "x"}
+
+
+def test_serve_runs_what_is_due_round_after_round(
+    tmp_path: Path, registry: Registry, store: SqliteJobStore
+) -> None:
+    write(registry, tmp_path / "source.db", "acme", memories(2))
+    spec = spec_for(tmp_path, schedule={"every": 0.3})
+    executor = InProcessExecutor(spec, store, registry=registry)
+    stop = threading.Event()
+    rounds: list[list[RunReport]] = []
+
+    def after(reports: list[RunReport]) -> None:
+        rounds.append(reports)
+        if len(rounds) == 1:
+            write(registry, tmp_path / "source.db", "acme", [Record(id="m9", data={"text": "new"})])
+        if sum(len(r) for r in rounds) == 2:
+            stop.set()
+
+    executor.serve(stop, poll=5, on_round=after)  # waits for the schedule, not the poll
+    moved = [report.records_moved for reports in rounds for report in reports]
+    assert moved == [2, 1]
+    rows = pipeline_status(spec, store)
+    assert rows[0].next_run_at is not None
+    with pytest.raises(ValueError, match="poll"):
+        executor.serve(stop, poll=0)

@@ -9,6 +9,7 @@ piped, both print plain lines (one per event or row) that scripts and logs can r
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,7 +27,7 @@ from integrations.base import GovernanceSettings, IntegrationsError, Registry, f
 
 from ._executor import InProcessExecutor
 from ._report import RunReport, StatusRow
-from ._spec import JobsSpec, jobs_json_schema, load_spec
+from ._spec import JobsSpec, jobs_json_schema, load_spec, parse_duration
 from ._status import pipeline_status
 from ._store import JobStore, open_store
 
@@ -247,6 +248,57 @@ def _run(
     for report in reports:
         console.print(escape(_summary(report)))
     return reports
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+def _poll_seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@jobs.command("serve")
+@_SPEC
+@_STORE
+@click.option(
+    "--poll",
+    default="30s",
+    show_default=True,
+    callback=_poll_seconds,
+    help="The longest wait between two rounds (seconds, or '30s', '5m').",
+)
+@click.pass_context
+def serve_command(ctx: click.Context, spec_path: Path, store_url: str | None, poll: float) -> None:
+    """Run SPEC's pipelines on their schedules, in this process, until stopped.
+
+    Each round runs what is due (what never succeeded, or whose interval has passed since
+    its last success), then waits for the next pipeline to fall due, at most --poll. One
+    plain line per event. Ctrl-C or SIGTERM stops it after the round in flight.
+    """
+    spec = _load(spec_path)
+    registry = _registry(ctx)
+    try:
+        governance = (spec.governance_settings() or GovernanceSettings.from_env()).build()
+    except IntegrationsError as error:
+        raise _fail(error) from None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with _opened(store_location(spec, spec_path, store_url)) as store:
+            executor = InProcessExecutor(
+                spec, store, registry=registry, governance=governance, progress=_PlainProgress()
+            )
+            pairs = len(executor.selection())
+            click.echo(f"serving {pairs} pipeline and tenant pairs of {spec_path.name}")
+            executor.serve(stop, poll=poll)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo("stopped")
 
 
 # -- status --------------------------------------------------------------------------------

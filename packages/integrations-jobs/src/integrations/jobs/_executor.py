@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -113,6 +114,36 @@ class InProcessExecutor:
         ) as pool:
             futures = [pool.submit(self.run_one, pipeline, tenant) for pipeline, tenant in pairs]
             return [future.result() for future in futures]
+
+    def serve(
+        self,
+        stop: threading.Event,
+        *,
+        poll: float = 30.0,
+        on_round: Callable[[list[RunReport]], None] | None = None,
+    ) -> None:
+        """Run what is due, round after round, until `stop` is set; `on_round` sees each round.
+
+        Between rounds it waits until the next pipeline falls due, at most `poll` seconds (a
+        pipeline without a schedule is due only until it first succeeds). A round in flight
+        when `stop` is set runs to its end, so every run releases its lease.
+        """
+        if poll <= 0:
+            raise ValueError("poll must be positive")
+        while not stop.is_set():
+            reports = self.run(due_only=True)
+            if on_round is not None:
+                on_round(reports)
+            stop.wait(self._until_next_due(poll))
+
+    def _until_next_due(self, poll: float) -> float:
+        now = datetime.now(UTC)
+        waits = [
+            (row.next_run_at - now).total_seconds()
+            for row in pipeline_status(self.spec, self.store, now=now)
+            if row.next_run_at is not None
+        ]
+        return max(0.0, min([poll, *waits]))
 
     def run_one(self, pipeline: str, tenant: str) -> RunReport:
         """One run of `pipeline` for `tenant`, in the calling thread."""

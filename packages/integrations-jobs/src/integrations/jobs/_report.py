@@ -98,6 +98,9 @@ class StatusRow:
     started, minus the interval, never below 0; None without a schedule or a success."""
     due: bool
     """Whether a scheduled run would start it now (always when it never succeeded)."""
+    next_run_at: datetime | None
+    """When the schedule makes it due again: the last success's start plus the interval;
+    None without a schedule or a success (then it is due until it succeeds)."""
     last_error: str | None
     """The error of the latest run that failed, when no run succeeded after it."""
     dead_letters: int
@@ -117,6 +120,7 @@ class StatusRow:
             "checkpoint_age_seconds": _round(self.checkpoint_age_seconds),
             "lag_seconds": _round(self.lag_seconds),
             "due": self.due,
+            "next_run_at": _time(self.next_run_at),
             "last_error": self.last_error,
             "dead_letters": self.dead_letters,
         }

@@ -6,7 +6,7 @@ and the times are relative to one `now`, so a report is consistent across its ro
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ._records import PipelineStatus, RunRecord
 from ._report import StatusRow
@@ -58,6 +58,7 @@ def _row(
         else None,
         lag_seconds=_lag(pipeline, success, now),
         due=_due(pipeline, success, now),
+        next_run_at=_next_run(pipeline, success),
         last_error=_last_error(runs),
         dead_letters=status.dead_letters if status is not None else 0,
     )
@@ -68,6 +69,12 @@ def _lag(pipeline: PipelineSpec, success: RunRecord | None, now: datetime) -> fl
         return None
     behind = (now - success.started_at).total_seconds() - pipeline.schedule.every
     return max(0.0, behind)
+
+
+def _next_run(pipeline: PipelineSpec, success: RunRecord | None) -> datetime | None:
+    if pipeline.schedule is None or success is None:
+        return None
+    return success.started_at + timedelta(seconds=pipeline.schedule.every)
 
 
 def _due(pipeline: PipelineSpec, success: RunRecord | None, now: datetime) -> bool:
