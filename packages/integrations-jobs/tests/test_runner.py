@@ -651,3 +651,16 @@ def test_serve_runs_what_is_due_round_after_round(
     assert rows[0].next_run_at is not None
     with pytest.raises(ValueError, match="poll"):
         executor.serve(stop, poll=0)
+
+
+def test_a_store_that_cannot_grant_the_lease_fails_the_run_without_raising(
+    tmp_path: Path, registry: Registry, store: SqliteJobStore
+) -> None:
+    class Unreachable(StoreProxy):
+        def acquire_lease(self, *arguments: Any) -> Lease:
+            raise StoreError("database is locked", transient=True)
+
+    report = run(spec_for(tmp_path), Unreachable(store, None), registry)
+    assert (report.outcome, report.attempts) == ("failed", 0)
+    assert report.error == "StoreError: database is locked"
+    assert store.runs("memories", "acme") == []

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ from integrations.base import (
     Session,
     SyncState,
     TransientError,
+    format_utc,
 )
 
 from ._exceptions import LeaseHeld, LeaseLost, StoreError
@@ -158,7 +159,6 @@ class _Run:
     rejected: int = 0
     attempts: int = 0
     resynced: bool = False
-    errors: list[str] = field(default_factory=list)
 
     @property
     def context(self) -> AuthContext:
@@ -204,8 +204,8 @@ def run_pipeline(
     started_at = _utcnow()
     try:
         lease = store.acquire_lease(pipeline, tenant, holder, pipeline_spec.lease_ttl)
-    except LeaseHeld as error:
-        report = _skipped(run_id, pipeline, tenant, delivery, started_at, error)
+    except (LeaseHeld, StoreError) as error:
+        report = _not_started(run_id, pipeline, tenant, delivery, started_at, error)
         if progress is not None:
             progress.run_finished(report)
         return report
@@ -286,8 +286,16 @@ def _attempt_all(run: _Run, sleep: Callable[[float], None]) -> tuple[Outcome, st
             if not _retryable(failure) or attempt == run.spec.attempts:
                 logger.info("run %s failed", run.run_id, exc_info=not _expected(failure))
                 return "failed", _describe(failure, attempt)
-            run.errors.append(_describe(failure, attempt))
-            sleep(run.spec.retry_delay * 2 ** (attempt - 1))
+            delay = run.spec.retry_delay * 2 ** (attempt - 1)
+            logger.warning(
+                "run %s of %s for %s: %s; trying again in %.1f s",
+                run.run_id,
+                run.spec.name,
+                run.tenant.tenant,
+                _describe(failure, attempt),
+                delay,
+            )
+            sleep(delay)
             try:
                 run.lease = run.store.renew_lease(run.lease, run.spec.lease_ttl)
             except LeaseLost as lost:
@@ -492,21 +500,26 @@ def destination_delivery(registry: Registry, connector: str) -> Delivery:
     return "exactly-once" if push is not None and push.idempotent else "at-least-once"
 
 
-def _skipped(
+def _not_started(
     run_id: str,
     pipeline: str,
     tenant: str,
     delivery: Delivery,
     started_at: datetime,
-    error: LeaseHeld,
+    error: LeaseHeld | StoreError,
 ) -> RunReport:
-    until = f" until {error.expires_at.isoformat()}" if error.expires_at else ""
-    holder = error.holder or "another worker"
+    """The report of a run that could not take its lease: skipped when another holder has
+    it, failed when the store could not be asked (nothing is recorded either way)."""
+    if isinstance(error, LeaseHeld):
+        until = f" until {format_utc(error.expires_at)}" if error.expires_at else ""
+        reason = f"LeaseHeld: {error.holder or 'another worker'} holds the lease{until}"
+    else:
+        reason = _describe(error)
     return RunReport(
         run_id=run_id,
         pipeline=pipeline,
         tenant=tenant,
-        outcome="skipped",
+        outcome="skipped" if isinstance(error, LeaseHeld) else "failed",
         records_moved=0,
         batches=0,
         rejected=0,
@@ -514,7 +527,7 @@ def _skipped(
         delivery=delivery,
         started_at=started_at,
         finished_at=_utcnow(),
-        error=f"LeaseHeld: {holder} holds the lease{until}",
+        error=reason,
     )
 
 
