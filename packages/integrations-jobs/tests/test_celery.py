@@ -209,7 +209,7 @@ def test_a_transient_store_failure_before_the_run_is_tried_again_with_backoff(
         calls.append("acquire")
         raise StoreError("database is locked", transient=True)
 
-    state.store.acquire_lease = busy  # type: ignore[method-assign]  # a store that is busy
+    state.store.acquire_lease = busy  # type: ignore[method-assign,assignment]  # a store that is busy
     try:
         assert runtime.execute("memories", "acme") == RetryLater(2.0, "database is locked", 0, 1)
         assert runtime.execute("memories", "acme", store_tries=1) == RetryLater(

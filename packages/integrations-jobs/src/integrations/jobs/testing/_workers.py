@@ -166,8 +166,12 @@ def celery_workers(
     concurrency: int = 1,
     queue: str | None = None,
     start_timeout: float = START_TIMEOUT,
+    extra: Sequence[str] = (),
 ) -> Iterator[list[CeleryWorker]]:
-    """`count` workers for `spec`, started together and ready; stopped on exit."""
+    """`count` workers for `spec`, started together and ready; stopped on exit.
+
+    `extra`: more ``jobs worker`` options for each (``--loglevel WARNING`` ...).
+    """
     workers: list[CeleryWorker] = []
     try:
         for _ in range(count):
@@ -181,6 +185,7 @@ def celery_workers(
                     pool=pool,
                     concurrency=concurrency,
                     queue=queue,
+                    extra=extra,
                 )
             )
         deadline = time.monotonic() + start_timeout
