@@ -653,14 +653,21 @@ def test_serve_runs_what_is_due_round_after_round(
         executor.serve(stop, poll=0)
 
 
-def test_a_store_that_cannot_grant_the_lease_fails_the_run_without_raising(
+def test_a_store_that_cannot_grant_the_lease_raises_and_the_executor_reports_it_failed(
     tmp_path: Path, registry: Registry, store: SqliteJobStore
 ) -> None:
     class Unreachable(StoreProxy):
         def acquire_lease(self, *arguments: Any) -> Lease:
             raise StoreError("database is locked", transient=True)
 
-    report = run(spec_for(tmp_path), Unreachable(store, None), registry)
-    assert (report.outcome, report.attempts) == ("failed", 0)
-    assert report.error == "StoreError: database is locked"
+    unreachable = Unreachable(store, None)
+    with pytest.raises(StoreError, match="locked"):  # a worker re-queues the run
+        run(spec_for(tmp_path), unreachable, registry)
+    executor = InProcessExecutor(spec_for(tmp_path, tenants=("acme", "globex")), unreachable)
+    reports = executor.run()  # the in-process executor reports each run failed
+    assert [(r.tenant, r.outcome, r.attempts) for r in reports] == [
+        ("acme", "failed", 0),
+        ("globex", "failed", 0),
+    ]
+    assert {report.error for report in reports} == {"StoreError: database is locked"}
     assert store.runs("memories", "acme") == []

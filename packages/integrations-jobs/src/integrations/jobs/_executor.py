@@ -18,8 +18,16 @@ from datetime import UTC, datetime
 
 from integrations.base import Governance, Registry
 
+from ._exceptions import StoreError
 from ._report import RunReport
-from ._runner import ConnectorLimits, ProgressListener, run_pipeline, spec_governance
+from ._runner import (
+    ConnectorLimits,
+    ProgressListener,
+    destination_delivery,
+    not_started,
+    run_pipeline,
+    spec_governance,
+)
 from ._spec import JobsSpec
 from ._status import pipeline_status
 from ._store import JobStore
@@ -146,7 +154,29 @@ class InProcessExecutor:
         return max(0.0, min([poll, *waits]))
 
     def run_one(self, pipeline: str, tenant: str) -> RunReport:
-        """One run of `pipeline` for `tenant`, in the calling thread."""
+        """One run of `pipeline` for `tenant`, in the calling thread.
+
+        A store that cannot grant the lease fails this run only (the next round or command
+        tries again): the other runs of the round go on.
+        """
+        started_at = datetime.now(UTC)
+        try:
+            return self._run_pipeline(pipeline, tenant)
+        except StoreError as error:
+            destination = self.spec.pipeline(pipeline).destination.connector
+            report = not_started(
+                uuid.uuid4().hex,
+                pipeline,
+                tenant,
+                destination_delivery(self.registry, destination),
+                started_at,
+                error,
+            )
+            if self.progress is not None:
+                self.progress.run_finished(report)
+            return report
+
+    def _run_pipeline(self, pipeline: str, tenant: str) -> RunReport:
         return run_pipeline(
             self.spec,
             pipeline,

@@ -190,7 +190,9 @@ def run_pipeline(
 
     Never raises for what happens to the run (a failing connector, a lost lease, another
     holder running it): the report says so, and the store's run record too. Raises
-    `SpecError` for an unknown pipeline or tenant, before anything is written.
+    `SpecError` for an unknown pipeline or tenant, and `StoreError` when the store cannot
+    be asked for the lease, both before anything is written: the caller decides whether to
+    try later (a worker re-queues the run; the in-process executor reports it failed).
 
     Sessions run under `governance`, else the spec's ``governance`` settings, else the
     registry's governance (`registry`: the default registry when None).
@@ -204,8 +206,8 @@ def run_pipeline(
     started_at = _utcnow()
     try:
         lease = store.acquire_lease(pipeline, tenant, holder, pipeline_spec.lease_ttl)
-    except (LeaseHeld, StoreError) as error:
-        report = _not_started(run_id, pipeline, tenant, delivery, started_at, error)
+    except LeaseHeld as error:
+        report = not_started(run_id, pipeline, tenant, delivery, started_at, error)
         if progress is not None:
             progress.run_finished(report)
         return report
@@ -500,7 +502,7 @@ def destination_delivery(registry: Registry, connector: str) -> Delivery:
     return "exactly-once" if push is not None and push.idempotent else "at-least-once"
 
 
-def _not_started(
+def not_started(
     run_id: str,
     pipeline: str,
     tenant: str,
