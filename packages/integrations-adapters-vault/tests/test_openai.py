@@ -33,7 +33,6 @@ from integrations.base import (
     ActionChunk,
     AuthError,
     ConfigError,
-    ConnectionFailed,
     ConnectorError,
     Destination,
     EgressDenied,
@@ -386,7 +385,7 @@ def test_a_name_that_rebinds_to_loopback_is_dialled_only_at_its_checked_address(
     governed = port_open_governance(server, resolver)
     with (
         registry.open(CONNECTOR, config=untrusted, context=APPROVED, governance=governed) as s,
-        pytest.raises(ConnectionFailed),
+        pytest.raises(TransientError, match="network error"),
     ):
         s.invoke("model_invoke", chat("hello"))
     assert resolver.asked == ["ai.tenant.test"]  # one lookup, pinned
