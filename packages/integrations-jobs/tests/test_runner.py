@@ -671,3 +671,21 @@ def test_a_store_that_cannot_grant_the_lease_raises_and_the_executor_reports_it_
     ]
     assert {report.error for report in reports} == {"StoreError: database is locked"}
     assert store.runs("memories", "acme") == []
+
+
+def test_the_specs_governance_writes_the_runs_audit_file(
+    tmp_path: Path, registry: Registry, store: SqliteJobStore
+) -> None:
+    write(registry, tmp_path / "source.db", "acme", memories(3))
+    audit_file = tmp_path / "audit.jsonl"
+    document = spec_for(tmp_path).model_dump(mode="json")
+    document["governance"] = {"audit_jsonl": str(audit_file), "audit_log": False}
+    spec = JobsSpec.from_mapping(document)
+    report = run(spec, store, registry)  # no governance given: the spec's, not the registry's
+    events = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    assert {event["run_id"] for event in events} == {report.run_id}
+    assert {event["operation"] for event in events} >= {"sync", "push"}
+    with InProcessExecutor(spec, store, registry=registry) as executor:
+        [again] = executor.run()
+    lines = audit_file.read_text().splitlines()
+    assert {json.loads(line)["run_id"] for line in lines[len(events) :]} == {again.run_id}

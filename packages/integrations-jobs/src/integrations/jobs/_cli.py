@@ -23,10 +23,17 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from integrations.base import GovernanceSettings, IntegrationsError, Registry, format_utc
+from integrations.base import (
+    Governance,
+    GovernanceSettings,
+    IntegrationsError,
+    Registry,
+    format_utc,
+)
 
 from ._executor import InProcessExecutor
 from ._report import RunReport, StatusRow
+from ._runner import close_audit
 from ._spec import JobsSpec, jobs_json_schema, load_spec, parse_duration
 from ._status import pipeline_status
 from ._store import JobStore, open_store
@@ -77,6 +84,20 @@ def _opened(location: str) -> Iterator[JobStore]:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def _governed(spec: JobsSpec) -> Iterator[Governance]:
+    """The governance of every session: the spec's settings, else ``INTEGRATIONS_*``; its
+    audit files are closed when the command ends."""
+    try:
+        governance = (spec.governance_settings() or GovernanceSettings.from_env()).build()
+    except IntegrationsError as error:
+        raise _fail(error) from None
+    try:
+        yield governance
+    finally:
+        close_audit(governance)
 
 
 def _registry(ctx: click.Context) -> Registry:
@@ -210,12 +231,10 @@ def run_command(
     """
     spec = _load(spec_path)
     registry = _registry(ctx)
-    try:
-        settings = spec.governance_settings() or GovernanceSettings.from_env()
-        governance = settings.build()
-    except IntegrationsError as error:
-        raise _fail(error) from None
-    with _opened(store_location(spec, spec_path, store_url)) as store:
+    with (
+        _governed(spec) as governance,
+        _opened(store_location(spec, spec_path, store_url)) as store,
+    ):
         executor = InProcessExecutor(spec, store, registry=registry, governance=governance)
         try:
             reports = _run(executor, pipelines, tenants, due, as_json)
@@ -280,14 +299,13 @@ def serve_command(ctx: click.Context, spec_path: Path, store_url: str | None, po
     """
     spec = _load(spec_path)
     registry = _registry(ctx)
-    try:
-        governance = (spec.governance_settings() or GovernanceSettings.from_env()).build()
-    except IntegrationsError as error:
-        raise _fail(error) from None
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with _opened(store_location(spec, spec_path, store_url)) as store:
+        with (
+            _governed(spec) as governance,
+            _opened(store_location(spec, spec_path, store_url)) as store,
+        ):
             executor = InProcessExecutor(
                 spec, store, registry=registry, governance=governance, progress=_PlainProgress()
             )

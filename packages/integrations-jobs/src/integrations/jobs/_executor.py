@@ -23,6 +23,7 @@ from ._report import RunReport
 from ._runner import (
     ConnectorLimits,
     ProgressListener,
+    close_audit,
     destination_delivery,
     not_started,
     run_pipeline,
@@ -67,12 +68,25 @@ class InProcessExecutor:
         self.spec = spec
         self.store = store
         self.registry = registry or _default_registry()
-        self.governance = governance or spec_governance(spec)
+        self._owned = None if governance is not None else spec_governance(spec)
+        self.governance = governance or self._owned
         self.holder = holder or default_holder()
         self.workers = workers or spec.concurrency.workers
         self.limits = ConnectorLimits(spec.concurrency.connectors)
         self.progress = progress
         self._sleep = sleep
+
+    def close(self) -> None:
+        """Close the audit files of the governance the executor built from the spec's
+        settings (a governance passed in belongs to the caller)."""
+        close_audit(self._owned)
+        self._owned = None
+
+    def __enter__(self) -> InProcessExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def selection(
         self,

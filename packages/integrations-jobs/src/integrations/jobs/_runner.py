@@ -36,9 +36,11 @@ from integrations.base import (
     AuthExpired,
     Capability,
     ConnectionFailed,
+    FanOutAuditSink,
     FetchQuery,
     Governance,
     IntegrationsError,
+    JsonLinesAuditSink,
     PushPayload,
     Record,
     Registry,
@@ -60,6 +62,9 @@ __all__ = ["ConnectorLimits", "ProgressListener", "idempotency_key", "run_pipeli
 logger = logging.getLogger("integrations.jobs")
 
 NOT_ACKNOWLEDGED = "the destination neither accepted nor rejected the record"
+
+_NO_LEASE = Lease("", "", "", 0, datetime.min.replace(tzinfo=UTC))
+"""A run's lease before it is acquired (never written with: acquiring comes first)."""
 """The dead-letter reason of a record a push result does not mention at all."""
 
 
@@ -200,29 +205,40 @@ def run_pipeline(
     pipeline_spec = spec.pipeline(pipeline)
     tenant_spec = pipeline_spec.tenant(tenant)
     registry = registry or _default_registry()
-    governance = governance or spec_governance(spec)
-    delivery = destination_delivery(registry, pipeline_spec.destination.connector)
-    run_id = uuid.uuid4().hex
-    started_at = _utcnow()
+    owned = None if governance is not None else spec_governance(spec)
     try:
-        lease = store.acquire_lease(pipeline, tenant, holder, pipeline_spec.lease_ttl)
+        return _start(
+            _Run(
+                pipeline_spec,
+                tenant_spec,
+                store,
+                _NO_LEASE,
+                uuid.uuid4().hex,
+                registry,
+                governance or owned,
+                limits or ConnectorLimits(),
+                progress,
+                destination_delivery(registry, pipeline_spec.destination.connector),
+            ),
+            holder,
+            executor,
+            sleep,
+        )
+    finally:
+        close_audit(owned)
+
+
+def _start(run: _Run, holder: str, executor: str, sleep: Callable[[float], None]) -> RunReport:
+    """Take the lease (or report the run skipped), then execute the run."""
+    started_at = _utcnow()
+    pipeline, tenant = run.spec.name, run.tenant.tenant
+    try:
+        run.lease = run.store.acquire_lease(pipeline, tenant, holder, run.spec.lease_ttl)
     except LeaseHeld as error:
-        report = not_started(run_id, pipeline, tenant, delivery, started_at, error)
-        if progress is not None:
-            progress.run_finished(report)
+        report = not_started(run.run_id, pipeline, tenant, run.delivery, started_at, error)
+        if run.progress is not None:
+            run.progress.run_finished(report)
         return report
-    run = _Run(
-        pipeline_spec,
-        tenant_spec,
-        store,
-        lease,
-        run_id,
-        registry,
-        governance,
-        limits or ConnectorLimits(),
-        progress,
-        delivery,
-    )
     return _execute(run, executor, started_at, sleep)
 
 
@@ -537,6 +553,20 @@ def _default_registry() -> Registry:
     from integrations.base.registry import default_registry
 
     return default_registry
+
+
+def close_audit(governance: Governance | None) -> None:
+    """Close the audit sinks of a governance built for the runs (a JSON Lines file is open):
+    whoever builds a governance from settings owns its files."""
+    if governance is None:
+        return
+    pending: list[object] = [governance.audit]
+    while pending:
+        sink = pending.pop()
+        if isinstance(sink, FanOutAuditSink):
+            pending.extend(sink.sinks)
+        elif isinstance(sink, JsonLinesAuditSink):
+            sink.close()
 
 
 def spec_governance(spec: JobsSpec) -> Governance | None:
