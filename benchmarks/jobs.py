@@ -4,7 +4,8 @@ A source that is I/O-bound (``jobs-testing.generated``: made-up records, 20 ms o
 page of 100, standing for a remote API) feeds ``memory.sqlite`` for every tenant (100 tenants
 x 1,000 records by default), through one pipeline, with a SQLite job store:
 
-  in-process    the in-process executor with 1 and with 4 threads;
+  in-process    the in-process executor with 1 and with 4 threads (and 1 thread with the
+                job store in PostgreSQL);
   celery        ``integrations jobs worker --pool solo`` processes, 1 and then 2 (target:
                 >= 1.8x from 1 to 2), runs enqueued with ``JobsCelery.submit``, timed from
                 the first submission to the last run recorded as finished in the job store;
@@ -60,6 +61,7 @@ from integrations.jobs.testing import celery_workers, write_testing_manifest
 HAND = "hand-written loop, raw sessions"
 TRIP_LOCAL = "in-process, 1 thread, one-record runs"
 TRIP_CELERY = "celery, 1 worker, one-record runs"
+PG_ONE = "in-process, 1 thread, PostgreSQL store"
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class Bench:
             {
                 "pipelines": [
                     {
-                        "name": "bench",
+                        "name": f"bench-{where.name}",
                         "source": {
                             "connector": "jobs-testing.generated",
                             "config": {
@@ -140,12 +142,14 @@ class Bench:
 
     # -- scenarios -----------------------------------------------------------------------
 
-    def in_process(self, work: Workload, threads: int, label: str | None = None) -> Result:
+    def in_process(
+        self, work: Workload, threads: int, label: str | None = None, store: str | None = None
+    ) -> Result:
         where = self.fresh(f"in-process-{threads}")
         spec = self.spec(where, work)
-        with open_store(where / "jobs.db") as store:
+        with open_store(store or str(where / "jobs.db")) as opened:
             executor = InProcessExecutor(
-                spec, store, registry=self.registry, governance=self.governance, workers=threads
+                spec, opened, registry=self.registry, governance=self.governance, workers=threads
             )
             started = time.perf_counter()
             reports = executor.run()
@@ -178,12 +182,14 @@ class Bench:
             app = JobsCelery(spec, self.broker, queue=queue)
             try:
                 started = time.perf_counter()
-                app.submit([("bench", tenant.tenant) for tenant in spec.pipelines[0].tenants])
-                finished = _wait_finished(store, work.tenants, self.left())
+                pipeline = spec.pipelines[0]
+                app.submit([(pipeline.name, tenant.tenant) for tenant in pipeline.tenants])
+                finished = _wait_finished(store, pipeline.name, work.tenants, self.left())
                 seconds = time.perf_counter() - started
             finally:
                 app.close()
-            moved = sum(run.records_moved for run in store.runs("bench", limit=work.tenants + 10))
+            runs = store.runs(spec.pipelines[0].name, limit=work.tenants + 10)
+            moved = sum(run.records_moved for run in runs)
         return Result(name, moved, seconds, finished and moved == work.total)
 
     def hand_loop(self, work: Workload) -> Result:
@@ -241,10 +247,10 @@ def store_batches_per_second(url: str, batches: int, threads: int) -> float:
         return batches * threads / (time.perf_counter() - started)
 
 
-def _wait_finished(store: JobStore, runs: int, timeout: float) -> bool:
+def _wait_finished(store: JobStore, pipeline: str, runs: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        done = [r for r in store.runs("bench", limit=runs + 10) if r.outcome != "running"]
+        done = [r for r in store.runs(pipeline, limit=runs + 10) if r.outcome != "running"]
         if len(done) >= runs:
             return True
         time.sleep(0.02)
@@ -330,18 +336,24 @@ def main() -> None:
         f"{work.delay * 1000:.0f} ms per page; {os.cpu_count()} CPUs; best of {args.repeats}",
         flush=True,
     )
-    with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp, _broker() as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp,
+        _broker() as broker,
+        _postgres(not args.no_postgres) as dsn,
+    ):
         bench = Bench(Path(tmp), broker, args.budget)
         for round_ in range(args.repeats):
             print(f"round {round_ + 1}", flush=True)
             _run(results, bench, lambda: bench.in_process(work, 1))
             _run(results, bench, lambda: bench.in_process(work, 4))
             _run(results, bench, lambda: bench.hand_loop(work))
+            if dsn is not None:
+                _run(results, bench, lambda: bench.in_process(work, 1, PG_ONE, dsn))
             _run(results, bench, lambda: bench.celery(work, 1))
             _run(results, bench, lambda: bench.celery(work, 2))
             _run(results, bench, lambda: bench.in_process(trivial, 1, TRIP_LOCAL))
             _run(results, bench, lambda: bench.celery(trivial, 1, TRIP_CELERY))
-        stores = _store_costs(Path(tmp), args.store_batches, not args.no_postgres)
+        stores = _store_costs(Path(tmp), args.store_batches, dsn)
     one = results.get("in-process, 1 thread(s)")
     four = results.get("in-process, 4 thread(s)")
     hand = results.get(HAND)
@@ -355,6 +367,9 @@ def main() -> None:
     print(f"celery 2 vs 1 worker processes {_verdict(_ratio(c2, c1), 1.8)}")
     print(f"celery 1 worker vs in-process 1 thread {_verdict(_ratio(c1, one), None)}")
     print(f"pipeline vs hand-written loop  {_verdict(_ratio(one, hand), 0.9)}")
+    pg_one = results.get(PG_ONE)
+    if pg_one is not None:
+        print(f"  the same, PostgreSQL store   {_verdict(_ratio(pg_one, hand), 0.9)}")
     if trip_local is not None and trip_celery is not None:
         local = trip_local.seconds / args.round_trips * 1000
         remote = trip_celery.seconds / args.round_trips * 1000
@@ -375,16 +390,14 @@ def main() -> None:
         )
 
 
-def _store_costs(directory: Path, batches: int, postgres: bool) -> list[tuple[str, int, float]]:
+def _store_costs(directory: Path, batches: int, dsn: str | None) -> list[tuple[str, int, float]]:
     """The job stores' batch rates from 1 and 4 threads."""
     costs: list[tuple[str, int, float]] = []
     sqlite_url = f"sqlite:///{directory / 'store-cost.db'}"
     for threads in (1, 4):
         rate = store_batches_per_second(sqlite_url, batches, threads)
         costs.append(("SQLite (synchronous=FULL)", threads, rate))
-    if not postgres:
-        return costs
-    with _postgres() as dsn:
+    if dsn is not None:
         for threads in (1, 4):
             rate = store_batches_per_second(dsn, batches, threads)
             costs.append(("PostgreSQL (loopback)", threads, rate))
@@ -392,10 +405,11 @@ def _store_costs(directory: Path, batches: int, postgres: bool) -> list[tuple[st
 
 
 @contextlib.contextmanager
-def _postgres() -> Iterator[str]:
+def _postgres(wanted: bool) -> Iterator[str | None]:
+    """DATABASE_URL, else a throwaway cluster (durability off), else None when not wanted."""
     given = os.environ.get("DATABASE_URL")
-    if given:
-        yield given
+    if not wanted or given:
+        yield given if wanted else None
         return
     with postgres_server() as dsn:
         yield dsn
