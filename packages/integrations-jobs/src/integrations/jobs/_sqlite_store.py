@@ -615,11 +615,19 @@ def _open(path: str, busy_timeout: float, clock: Clock) -> sqlite3.Connection:
 
 def _refuse_before_writing(connection: sqlite3.Connection, path: str) -> None:
     """Refuse a newer or a foreign file while nothing has been written to it (switching to
-    WAL writes to the file's header)."""
-    version = schema_version(connection)
-    refuse_newer(version, path)
-    if version == 0:
-        refuse_foreign(connection, path)
+    WAL writes to the file's header).
+
+    Both reads share one read transaction: read apart, another process's migration could
+    commit between them, and its fresh tables would look like another application's.
+    """
+    connection.execute("BEGIN")
+    try:
+        version = schema_version(connection)
+        refuse_newer(version, path)
+        if version == 0:
+            refuse_foreign(connection, path)
+    finally:
+        connection.execute("COMMIT")
 
 
 def _use_wal(connection: sqlite3.Connection, busy_timeout: float) -> None:
