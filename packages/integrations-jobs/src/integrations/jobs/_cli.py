@@ -45,7 +45,8 @@ _OUTCOME_STYLES = {"succeeded": "green", "skipped": "yellow", "running": "cyan"}
 
 @click.group()
 def jobs() -> None:
-    """Sync pipelines: run them in-process, show their status, print the spec's schema."""
+    """Sync pipelines: run and serve them, show their status and dead letters, print the
+    spec's JSON Schema."""
 
 
 def _is_terminal() -> bool:
