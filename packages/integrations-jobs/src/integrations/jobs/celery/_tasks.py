@@ -29,6 +29,7 @@ from integrations.jobs import (
     pipeline_status,
     run_pipeline,
 )
+from integrations.jobs._runner import close_audit
 
 from ._settings import EXECUTOR_NAME
 
@@ -93,11 +94,12 @@ class WorkerRuntime:
             self._state = None
 
     def close(self) -> None:
-        """Close the store this process opened, if any."""
+        """Close the store and the audit files this process opened, if any."""
         with self._lock:
             state, self._state = self._state, None
         if state is not None and state.pid == os.getpid():
             state.store.close()
+            close_audit(state.governance)
 
     def process_state(self) -> _ProcessState:
         """This process's store, holder, governance and limits, opened on first use."""
