@@ -392,3 +392,67 @@ def test_a_source_that_keeps_failing_fails_after_its_attempts_and_holds_up_no_on
         assert run.finished_at is not None
         assert broken.finished_at is not None
         assert run.finished_at < broken.finished_at  # done while it was backing off
+
+
+@pytest.fixture
+def sqlite_fleet(tmp_path: Path, broker: str, registry: Registry) -> Fleet:
+    """A fleet on a SQLite job store only, for what does not depend on the store."""
+    return Fleet(
+        tmp_path,
+        broker,
+        f"sqlite:///{tmp_path / 'jobs.db'}",
+        f"jobs-test-{uuid.uuid4().hex[:8]}",
+        f"p-{uuid.uuid4().hex[:8]}",
+        registry,
+    )
+
+
+def test_a_prefork_child_killed_mid_batch_leaves_the_run_to_another_child(
+    sqlite_fleet: Fleet,
+) -> None:
+    """With ``--pool prefork`` a killed child is reported lost by its parent and its run
+    finishes in another child; every child opened the job store itself, after the fork, with
+    a holder of its own, and the parent never opened it."""
+    fleet = sqlite_fleet
+    expected = fleet.seed("acme", 6)
+    fleet.gate.mkdir()
+    (fleet.gate / GATE_HOLD).touch()
+    spec = fleet.spec(destination={"gate_dir": str(fleet.gate), "gate_on_push": 2}, lease_ttl=2)
+    spec_path = fleet.write_spec(spec)
+    with (
+        open_store(fleet.store_url) as store,
+        celery_workers(
+            spec_path,
+            fleet.broker,
+            fleet.directory,
+            count=1,
+            store=fleet.store_url,
+            manifests=[fleet.directory / "testing.json"],
+            queue=fleet.queue,
+            pool="prefork",
+            concurrency=2,
+        ) as [worker],
+    ):
+        fleet.submit(spec)
+        [child] = wait_for("a child paused at the gate", lambda: paused_pids(fleet.gate) or None)
+        assert child != worker.pid
+        os.kill(child, signal.SIGKILL)
+        (fleet.gate / GATE_HOLD).unlink()
+        [done] = wait_for("the run to finish", lambda: finished(store, fleet.pipeline))
+        log = wait_for("the parent to report its child lost", lambda: _lost(worker))
+    assert done.outcome == "succeeded"
+    assert sorted(fleet.delivered()) == sorted(expected)
+    openers = {
+        line.split("worker process ", 1)[1].split(":", 1)[0]
+        for line in log.splitlines()
+        if "store opened" in line
+    }
+    assert str(worker.pid) not in openers  # the parent never opened the store
+    assert str(child) in openers
+    assert len(openers) >= 2  # the killed child, and the one that finished the run
+
+
+def _lost(worker: CeleryWorker) -> str | None:
+    """The worker's log once it reports a child lost (``task_reject_on_worker_lost``)."""
+    log = worker.log_text()
+    return log if "WorkerLostError" in log else None
