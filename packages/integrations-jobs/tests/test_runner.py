@@ -459,6 +459,29 @@ def test_a_lease_held_elsewhere_skips_the_run_and_writes_nothing(
     assert read(registry, tmp_path / "destination.db", "acme") == {}
 
 
+def test_a_run_whose_worker_died_is_ended_by_the_next_run(
+    tmp_path: Path, registry: Registry, store: SqliteJobStore
+) -> None:
+    # A worker SIGKILLed mid-run leaves its run record "running" and its lease to expire.
+    write(registry, tmp_path / "source.db", "acme", memories(3))
+    store.start_run("dead-run", "memories", "acme", "celery")
+    store.start_run("other-tenant", "memories", "globex", "celery")
+    report = run(spec_for(tmp_path), store, registry)
+    assert report.outcome == "succeeded"
+    records = {record.run_id: record for record in store.runs("memories", "acme")}
+    dead = records["dead-run"]
+    assert dead.outcome == "lease_lost"
+    assert dead.finished_at is not None
+    assert dead.error is not None
+    assert f"no end recorded when run {report.run_id} took over the lease" in dead.error
+    assert records[report.run_id].outcome == "succeeded"
+    [untouched] = store.runs("memories", "globex")
+    assert untouched.outcome == "running"  # another tenant's lease: not this run's to end
+    [row] = [s for s in store.status() if s.tenant == "acme"]
+    assert row.last_run is not None
+    assert row.last_run.run_id == report.run_id
+
+
 def test_a_lost_lease_stops_the_run_and_it_cannot_commit(
     tmp_path: Path, registry: Registry
 ) -> None:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from integrations.base import (
     NO_RETRY,
@@ -250,6 +250,7 @@ def _execute(
     error: str | None = "interrupted"
     try:
         run.store.start_run(run.run_id, run.spec.name, run.tenant.tenant, executor)
+        _end_abandoned_runs(run)
         if run.progress is not None:
             run.progress.run_started(run.spec.name, run.tenant.tenant, run.run_id)
         outcome, error = _attempt_all(run, sleep)
@@ -275,6 +276,38 @@ def _execute(
     if run.progress is not None:
         run.progress.run_finished(report)
     return report
+
+
+_ABANDONED_LOOKBACK: Final = 20
+"""How many earlier runs of a (pipeline, tenant) a new run looks through for abandoned ones."""
+
+
+def _end_abandoned_runs(run: _Run) -> None:
+    """Record the end of earlier runs still marked running: their worker died before writing
+    it (a SIGKILL, a lost machine). The new run holds the lease, so none of them is running
+    any more; one that is only paused finds its lease lost when it tries to commit.
+
+    They end as ``lease_lost`` with the counts they recorded, so `status` never shows a dead
+    run as running. A run that records its own end meanwhile keeps it.
+    """
+    for earlier in run.store.runs(run.spec.name, run.tenant.tenant, _ABANDONED_LOOKBACK):
+        if earlier.outcome != "running" or earlier.run_id == run.run_id:
+            continue
+        reason = (
+            f"no end recorded when run {run.run_id} took over the lease: its worker stopped, "
+            "or it had lost the lease"
+        )
+        try:
+            run.store.finish_run(
+                earlier.run_id,
+                "lease_lost",
+                earlier.records_moved,
+                earlier.batches,
+                earlier.rejected,
+                reason,
+            )
+        except StoreError:
+            logger.info("run %s recorded its own end meanwhile", earlier.run_id)
 
 
 def _finish(run: _Run, outcome: Outcome, error: str | None) -> None:
