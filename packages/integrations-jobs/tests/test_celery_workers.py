@@ -228,7 +228,10 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) ->
 
 
 def finished(store: JobStore, pipeline: str, tenant: str = "acme") -> list[RunRecord]:
-    return [run for run in store.runs(pipeline, tenant) if run.outcome != "running"]
+    """The runs that recorded their own end (not those a successor marked abandoned)."""
+    return [
+        run for run in store.runs(pipeline, tenant) if run.outcome not in ("running", "abandoned")
+    ]
 
 
 def worker_with_pid(workers: Sequence[CeleryWorker], pid: int) -> CeleryWorker:
@@ -272,7 +275,11 @@ def test_a_worker_killed_in_the_middle_of_a_batch_leaves_the_run_to_another_work
     assert final is not None
     assert final.records == 12
     [killed] = [run for run in store.runs(fleet.pipeline, "acme") if run.run_id != done.run_id]
-    assert killed.outcome == "running"  # its worker died before it could record anything
+    # Its worker died before it could record anything: the run that took its lease over
+    # marked it abandoned.
+    assert killed.outcome == "abandoned"
+    assert killed.error is not None
+    assert f"run {done.run_id} took over the lease" in killed.error
 
 
 # -- leases ----------------------------------------------------------------------------------

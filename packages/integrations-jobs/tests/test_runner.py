@@ -26,7 +26,6 @@ from integrations.base import (
     SyncState,
 )
 from integrations.jobs import (
-    Checkpoint,
     ConnectorLimits,
     InProcessExecutor,
     JobsSpec,
@@ -138,17 +137,21 @@ def run(
 
 
 class StoreProxy:
-    """A job store that runs a hook before each checkpoint commit (and can fail it)."""
+    """A job store that runs a hook before each batch's commit (and can fail it)."""
 
     def __init__(self, inner: JobStore, before_commit: Any) -> None:
         self._inner = inner
         self._before_commit = before_commit
 
-    def commit_checkpoint(
-        self, lease: Lease, state: Mapping[str, Any] | None, records_added: int
-    ) -> Checkpoint:
+    def commit_batch(
+        self,
+        lease: Lease,
+        state: Mapping[str, Any] | None,
+        records_added: int,
+        **rest: Any,
+    ) -> Lease:
         self._before_commit(lease, state, records_added)
-        return self._inner.commit_checkpoint(lease, state, records_added)
+        return self._inner.commit_batch(lease, state, records_added, **rest)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -470,7 +473,7 @@ def test_a_run_whose_worker_died_is_ended_by_the_next_run(
     assert report.outcome == "succeeded"
     records = {record.run_id: record for record in store.runs("memories", "acme")}
     dead = records["dead-run"]
-    assert dead.outcome == "lease_lost"
+    assert dead.outcome == "abandoned"
     assert dead.finished_at is not None
     assert dead.error is not None
     assert f"no end recorded when run {report.run_id} took over the lease" in dead.error

@@ -335,6 +335,57 @@ def test_dead_letters_are_fenced(store: JobStore, clock: Clock) -> None:
     assert store.dead_letters(P, T) == []
 
 
+def test_a_batch_commits_its_dead_letters_checkpoint_and_renewal_together(
+    store: JobStore, clock: Clock
+) -> None:
+    lease = store.acquire_lease(P, T, "worker-1", 30)
+    clock.advance(20)
+    renewed = store.commit_batch(
+        lease, {"cursor": 1}, 2, run_id="run-1", letters=[({"id": 3}, "too big")], ttl_seconds=30
+    )
+    assert renewed.token == lease.token
+    assert renewed.expires_at == lease.expires_at + timedelta(seconds=20)
+    checkpoint = store.checkpoint(P, T)
+    assert checkpoint is not None
+    assert (checkpoint.state, checkpoint.records) == ({"cursor": 1}, 2)
+    assert [(d.record, d.reason, d.run_id) for d in store.dead_letters(P, T)] == [
+        ({"id": 3}, "too big", "run-1")
+    ]
+    clock.advance(25)  # past the first expiry, within the renewal
+    again = store.commit_batch(renewed, {"cursor": 2}, 1, run_id="run-1", ttl_seconds=30)
+    assert again.expires_at > renewed.expires_at
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease(P, T, "worker-2", 30)
+
+
+def test_a_batch_under_a_lost_lease_writes_nothing(store: JobStore, clock: Clock) -> None:
+    old = store.acquire_lease(P, T, "worker-1", 30)
+    store.commit_batch(old, {"cursor": 1}, 1, run_id="run-1", ttl_seconds=30)
+    clock.advance(31)
+    new = store.acquire_lease(P, T, "worker-2", 30)
+    kept = store.checkpoint(P, T)
+
+    with pytest.raises(LeaseLost):
+        store.commit_batch(
+            old, {"cursor": 9}, 9, run_id="run-1", letters=[({"id": 1}, "no")], ttl_seconds=30
+        )
+    assert store.checkpoint(P, T) == kept
+    assert store.dead_letters(P, T) == []
+    assert store.renew_lease(new, 30).token == new.token  # the successor's lease is untouched
+
+
+def test_a_batch_with_an_unstorable_state_or_letter_writes_nothing(store: JobStore) -> None:
+    lease = store.acquire_lease(P, T, "worker-1", 30)
+    with pytest.raises(InvalidStoreValue):
+        store.commit_batch(lease, {"x": math.nan}, 1, run_id="run-1", ttl_seconds=30)
+    with pytest.raises(InvalidStoreValue):
+        store.commit_batch(
+            lease, {"x": 1}, 1, run_id="run-1", letters=[({"id": math.inf}, "r")], ttl_seconds=30
+        )
+    assert store.checkpoint(P, T) is None
+    assert store.dead_letters(P, T) == []
+
+
 def test_one_unstorable_record_keeps_the_whole_batch_out(store: JobStore) -> None:
     lease = store.acquire_lease(P, T, "worker-1", 30)
 
@@ -392,6 +443,22 @@ def test_a_run_finishes_once_and_only_after_it_started(store: JobStore) -> None:
     with pytest.raises(StoreError, match="already finished"):
         store.finish_run("run-1", "failed", 0, 0, 0, "again")
     assert store.runs()[0].outcome == "succeeded"
+
+
+def test_an_abandoned_run_may_still_record_its_own_end(store: JobStore) -> None:
+    # The next run marks a run it found still running "abandoned"; a paused worker that wakes
+    # up afterwards still records how its run really ended.
+    store.start_run("run-1", P, T, "local")
+    store.finish_run("run-1", "abandoned", 0, 0, 0, "no end recorded")
+    store.finish_run("run-1", "lease_lost", 2, 1, 0, "LeaseLost: taken over")
+    [record] = store.runs()
+    assert (record.outcome, record.records_moved, record.error) == (
+        "lease_lost",
+        2,
+        "LeaseLost: taken over",
+    )
+    with pytest.raises(StoreError, match="already finished"):
+        store.finish_run("run-1", "abandoned", 0, 0, 0, None)
 
 
 @pytest.mark.parametrize("outcome", ["running", "ok", ""])

@@ -97,7 +97,7 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         started_at timestamptz NOT NULL,
         finished_at timestamptz,
         outcome text NOT NULL
-            CHECK (outcome IN ('running', 'succeeded', 'failed', 'lease_lost')),
+            CHECK (outcome IN ('running', 'succeeded', 'failed', 'lease_lost', 'abandoned')),
         records_moved bigint NOT NULL,
         batches bigint NOT NULL,
         rejected bigint NOT NULL,
@@ -212,7 +212,7 @@ _FINISH_RUN: Final = f"""
 UPDATE {{s}}.runs SET finished_at = %(now)s, outcome = %(outcome)s,
     records_moved = %(records_moved)s, batches = %(batches)s, rejected = %(rejected)s,
     error = %(error)s
-WHERE run_id = %(run_id)s AND outcome = 'running'
+WHERE run_id = %(run_id)s AND outcome IN ('running', 'abandoned')
 RETURNING {_RUN_COLUMNS}
 """
 
@@ -524,6 +524,39 @@ class PostgresJobStore:
             row = db.execute(self._sql(_DEAD_LETTERS_ADD), parameters).fetchone()
         if row is None or row[0] != 1:
             raise _lost(lease, "add dead letters")
+
+    def commit_batch(
+        self,
+        lease: Lease,
+        state: Mapping[str, Any] | None,
+        records_added: int,
+        *,
+        run_id: str,
+        letters: Sequence[tuple[Mapping[str, Any], str]] = (),
+        ttl_seconds: float,
+    ) -> Lease:
+        """Dead letters, checkpoint and lease renewal in one transaction; the commit's fence
+        locks the lease row first, so the other statements see the lease it checked."""
+        text = dump_state(state)
+        check_count("records_added", records_added)
+        check_name("run_id", run_id)
+        ttl = check_ttl(ttl_seconds)
+        pairs = [(dump_record(record), check_reason(reason)) for record, reason in letters]
+        with self._transaction() as db:
+            now = current_time(self._clock)
+            parameters = _lease_parameters(lease, now)
+            parameters.update(state=text, added=records_added)
+            if db.execute(self._sql(_COMMIT), parameters).fetchone() is None:
+                raise _lost(lease, "commit a batch")
+            if pairs:
+                parameters.update(
+                    run_id=run_id,
+                    records=[record for record, _ in pairs],
+                    reasons=[reason for _, reason in pairs],
+                )
+                db.execute(self._sql(_DEAD_LETTERS_ADD), parameters)
+            db.execute(self._sql(_RENEW), {**parameters, "expires": now + ttl})
+        return Lease(lease.pipeline, lease.tenant, lease.holder, lease.token, now + ttl)
 
     def dead_letters(self, pipeline: str, tenant: str, limit: int = 100) -> list[DeadLetter]:
         """The newest `limit` dead letters of (pipeline, tenant), newest first."""

@@ -21,8 +21,12 @@ __all__ = [
     "RunRecord",
 ]
 
-RUN_OUTCOMES: Final = frozenset({"running", "succeeded", "failed", "lease_lost"})
-"""Every outcome a run record may have; ``running`` until `JobStore.finish_run`."""
+RUN_OUTCOMES: Final = frozenset({"running", "succeeded", "failed", "lease_lost", "abandoned"})
+"""Every outcome a run record may have; ``running`` until `JobStore.finish_run`.
+
+``abandoned`` is written by the next run of the same pipeline and tenant for a run it found
+still ``running`` when it took the lease over (its worker died, or it lost the lease and has
+not noticed yet): the only outcome its own `finish_run` may still replace."""
 
 FINAL_OUTCOMES: Final = RUN_OUTCOMES - {"running"}
 """The outcomes `JobStore.finish_run` accepts."""

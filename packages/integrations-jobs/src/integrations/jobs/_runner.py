@@ -287,20 +287,20 @@ def _end_abandoned_runs(run: _Run) -> None:
     it (a SIGKILL, a lost machine). The new run holds the lease, so none of them is running
     any more; one that is only paused finds its lease lost when it tries to commit.
 
-    They end as ``lease_lost`` with the counts they recorded, so `status` never shows a dead
-    run as running. A run that records its own end meanwhile keeps it.
+    They end as ``abandoned`` with the counts they recorded, so `status` never shows a dead
+    run as running; a paused run that wakes up still records its own end over it.
     """
     for earlier in run.store.runs(run.spec.name, run.tenant.tenant, _ABANDONED_LOOKBACK):
         if earlier.outcome != "running" or earlier.run_id == run.run_id:
             continue
         reason = (
             f"no end recorded when run {run.run_id} took over the lease: its worker stopped, "
-            "or it had lost the lease"
+            "or it lost the lease"
         )
         try:
             run.store.finish_run(
                 earlier.run_id,
-                "lease_lost",
+                "abandoned",
                 earlier.records_moved,
                 earlier.batches,
                 earlier.rejected,
@@ -477,12 +477,16 @@ def _deliver(run: _Run, writer: Session, state: Mapping[str, Any] | None, page: 
         accepted += done
         letters.extend(refused)
         run.batches += 1
-    if letters:
-        run.store.add_dead_letters(run.lease, run.run_id, letters)
-    run.store.commit_checkpoint(run.lease, page.state, accepted)
+    run.lease = run.store.commit_batch(
+        run.lease,
+        page.state,
+        accepted,
+        run_id=run.run_id,
+        letters=letters,
+        ttl_seconds=run.spec.lease_ttl,
+    )
     run.moved += accepted
     run.rejected += len(letters)
-    run.lease = run.store.renew_lease(run.lease, run.spec.lease_ttl)
     if run.progress is not None:
         run.progress.batch_committed(run.spec.name, run.tenant.tenant, accepted, len(letters))
 

@@ -200,7 +200,7 @@ RETURNING {_RUN_COLUMNS}
 _FINISH_RUN: Final = f"""
 UPDATE runs SET finished_at = ?2, outcome = ?3, records_moved = ?4, batches = ?5,
     rejected = ?6, error = ?7
-WHERE run_id = ?1 AND outcome = 'running'
+WHERE run_id = ?1 AND outcome IN ('running', 'abandoned')
 RETURNING {_RUN_COLUMNS}
 """
 
@@ -476,6 +476,39 @@ class SqliteJobStore:
                     for record, reason in rows
                 ],
             )
+
+    def commit_batch(
+        self,
+        lease: Lease,
+        state: Mapping[str, Any] | None,
+        records_added: int,
+        *,
+        run_id: str,
+        letters: Sequence[tuple[Mapping[str, Any], str]] = (),
+        ttl_seconds: float,
+    ) -> Lease:
+        """Dead letters, checkpoint and lease renewal in one fenced transaction."""
+        text = dump_state(state)
+        check_count("records_added", records_added)
+        check_name("run_id", run_id)
+        ttl = check_ttl(ttl_seconds)
+        rows = [(dump_record(record), check_reason(reason)) for record, reason in letters]
+        with self._write() as (db, now):
+            _fence(db, lease, now, "commit a batch")
+            db.executemany(
+                _DEAD_LETTER,
+                [
+                    (run_id, lease.pipeline, lease.tenant, record, reason, micros(now))
+                    for record, reason in rows
+                ],
+            )
+            db.execute(
+                _COMMIT,
+                (lease.pipeline, lease.tenant, text, lease.token, records_added, micros(now)),
+            ).fetchone()
+            expires = now + ttl
+            db.execute(_RENEW, (*_lease_key(lease), micros(expires), micros(now)))
+        return Lease(lease.pipeline, lease.tenant, lease.holder, lease.token, expires)
 
     def dead_letters(self, pipeline: str, tenant: str, limit: int = 100) -> list[DeadLetter]:
         """The newest `limit` dead letters of (pipeline, tenant), newest first."""

@@ -62,7 +62,8 @@ _ESCAPED_NUL: Final = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")
 class JobStore(Protocol):
     """Durable checkpoints, leases, run history and dead letters; safe to share across threads.
 
-    Every method is one transaction. `commit_checkpoint` and `add_dead_letters` are fenced:
+    Every method is one transaction. `commit_checkpoint`, `add_dead_letters` and
+    `commit_batch` are fenced:
     they write only when the lease's token is the current one and the lease is unexpired,
     otherwise they raise `LeaseLost` and write nothing.
     """
@@ -94,6 +95,23 @@ class JobStore(Protocol):
         self, lease: Lease, run_id: str, letters: Sequence[tuple[Mapping[str, Any], str]]
     ) -> None:
         """Keep rejected (record, reason) pairs, all or none, fenced by `lease`."""
+        ...
+
+    def commit_batch(
+        self,
+        lease: Lease,
+        state: Mapping[str, Any] | None,
+        records_added: int,
+        *,
+        run_id: str,
+        letters: Sequence[tuple[Mapping[str, Any], str]] = (),
+        ttl_seconds: float,
+    ) -> Lease:
+        """A batch's bookkeeping in one fenced transaction: keep its dead letters, commit the
+        checkpoint, and renew the lease to now + ttl; the renewed lease, or `LeaseLost` and
+        nothing written. One transaction instead of three keeps a batch's store cost to one
+        synced write, and a crash can no longer keep a batch's dead letters without its
+        checkpoint."""
         ...
 
     def dead_letters(self, pipeline: str, tenant: str, limit: int = 100) -> list[DeadLetter]:
