@@ -39,6 +39,7 @@ from ._exceptions import InvalidStoreValue, LeaseHeld, LeaseLost, StoreError
 from ._records import Checkpoint, DeadLetter, Lease, PipelineStatus, RunRecord
 from ._store import (
     Clock,
+    RowDecoder,
     assemble_status,
     check_count,
     check_error,
@@ -50,7 +51,6 @@ from ._store import (
     current_time,
     dump_record,
     dump_state,
-    load_json,
     utc_now,
 )
 
@@ -376,32 +376,10 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _checkpoint(row: Row) -> Checkpoint:
-    pipeline, tenant, state, token, records, updated_at = row
-    return Checkpoint(pipeline, tenant, load_json(state), token, records, _utc(updated_at))
-
-
-def _run(row: Row) -> RunRecord:
-    run_id, pipeline, tenant, executor, started, finished, outcome, moved, batches = row[:9]
-    rejected, error = row[9:]
-    return RunRecord(
-        run_id=run_id,
-        pipeline=pipeline,
-        tenant=tenant,
-        executor=executor,
-        started_at=_utc(started),
-        finished_at=None if finished is None else _utc(finished),
-        outcome=outcome,
-        records_moved=moved,
-        batches=batches,
-        rejected=rejected,
-        error=error,
-    )
-
-
-def _dead_letter(row: Row) -> DeadLetter:
-    run_id, pipeline, tenant, record, reason, created_at = row
-    return DeadLetter(run_id, pipeline, tenant, load_json(record), reason, _utc(created_at))
+_ROWS: Final = RowDecoder(_utc)
+_checkpoint = _ROWS.checkpoint
+_run = _ROWS.run
+_dead_letter = _ROWS.dead_letter
 
 
 def _lease_parameters(lease: Lease, now: datetime) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ._records import FINAL_OUTCOMES, Checkpoint, DeadLetter, Lease, PipelineSta
 __all__ = [
     "Clock",
     "JobStore",
+    "RowDecoder",
     "assemble_status",
     "check_count",
     "check_error",
@@ -360,3 +361,46 @@ def assemble_status(
         PipelineStatus(key[0], key[1], runs.get(key), by_key.get(key), counts.get(key, 0))
         for key in sorted(by_key.keys() | runs.keys())
     ]
+
+
+class RowDecoder:
+    """The records of a store's rows, with the store's own reading of a stored time.
+
+    Both stores select the same columns in the same order; they differ only in how a time
+    comes back (SQLite: microseconds since the epoch; PostgreSQL: a timestamptz).
+    """
+
+    def __init__(self, moment: Callable[[Any], datetime]) -> None:
+        self._moment = moment
+
+    def checkpoint(self, row: Sequence[Any]) -> Checkpoint:
+        """A ``pipeline, tenant, state_json, token, records, updated_at`` row."""
+        pipeline, tenant, state, token, records, updated_at = row
+        return Checkpoint(
+            pipeline, tenant, load_json(state), token, records, self._moment(updated_at)
+        )
+
+    def run(self, row: Sequence[Any]) -> RunRecord:
+        """A row of the runs table's columns, in the order both stores select them."""
+        run_id, pipeline, tenant, executor, started, finished, outcome, moved, batches = row[:9]
+        rejected, error = row[9:]
+        return RunRecord(
+            run_id=run_id,
+            pipeline=pipeline,
+            tenant=tenant,
+            executor=executor,
+            started_at=self._moment(started),
+            finished_at=None if finished is None else self._moment(finished),
+            outcome=outcome,
+            records_moved=moved,
+            batches=batches,
+            rejected=rejected,
+            error=error,
+        )
+
+    def dead_letter(self, row: Sequence[Any]) -> DeadLetter:
+        """A ``run_id, pipeline, tenant, record_json, reason, created_at`` row."""
+        run_id, pipeline, tenant, record, reason, created_at = row
+        return DeadLetter(
+            run_id, pipeline, tenant, load_json(record), reason, self._moment(created_at)
+        )
