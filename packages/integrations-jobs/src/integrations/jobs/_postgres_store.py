@@ -28,8 +28,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import psycopg
 import psycopg_pool
@@ -39,6 +38,7 @@ from ._exceptions import InvalidStoreValue, LeaseHeld, LeaseLost, StoreError
 from ._records import Checkpoint, DeadLetter, Lease, PipelineStatus, RunRecord
 from ._store import (
     Clock,
+    ClosesOnExit,
     RowDecoder,
     assemble_status,
     check_count,
@@ -395,7 +395,7 @@ def _lease_parameters(lease: Lease, now: datetime) -> dict[str, Any]:
 # -- the store ------------------------------------------------------------------------------
 
 
-class PostgresJobStore:
+class PostgresJobStore(ClosesOnExit):
     """A `JobStore` in the PostgreSQL database `dsn`, in `schema` (created and migrated on
     open; the role needs the right to create it the first time only).
 
@@ -618,17 +618,6 @@ class PostgresJobStore:
         """Close the pool; the store cannot be used afterwards."""
         self._closed = True
         self._pool.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- connections ------------------------------------------------------------------------
 

@@ -26,13 +26,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from ._exceptions import InvalidStoreValue, LeaseHeld, LeaseLost, StoreError
 from ._records import Checkpoint, DeadLetter, Lease, PipelineStatus, RunRecord
 from ._store import (
     Clock,
+    ClosesOnExit,
     RowDecoder,
     assemble_status,
     check_count,
@@ -363,7 +363,7 @@ def _lease_key(lease: Lease) -> tuple[str, str, str, int]:
 # -- the store ------------------------------------------------------------------------------
 
 
-class SqliteJobStore:
+class SqliteJobStore(ClosesOnExit):
     """A `JobStore` in the SQLite file `path` (created and migrated on open).
 
     `busy_timeout` is how long a write waits for another process's write lock before it fails
@@ -564,17 +564,6 @@ class SqliteJobStore:
             db, self._db = self._db, None
             if db is not None:
                 db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- transactions -----------------------------------------------------------------------
 

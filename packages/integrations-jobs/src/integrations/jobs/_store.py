@@ -29,6 +29,7 @@ from ._records import FINAL_OUTCOMES, Checkpoint, DeadLetter, Lease, PipelineSta
 
 __all__ = [
     "Clock",
+    "ClosesOnExit",
     "JobStore",
     "RowDecoder",
     "assemble_status",
@@ -404,3 +405,22 @@ class RowDecoder:
         return DeadLetter(
             run_id, pipeline, tenant, load_json(record), reason, self._moment(created_at)
         )
+
+
+class ClosesOnExit:
+    """``with store:`` closes the store at the end of the block, as `JobStore` promises."""
+
+    def close(self) -> None:
+        """Release the store's connections (each store says how)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
