@@ -166,3 +166,32 @@ def test_sync_states_round_trip_through_json_and_refuse_foreign_ones() -> None:
     ):
         with pytest.raises(InvalidRequest):
             decode_sync_state(bad)
+
+
+def test_memory_record_builds_what_model_construct_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`memory_record` assembles a record itself when pydantic lays models out as it knows
+    (the installed one does), and through `model_construct` otherwise: the two records are
+    the same, down to pydantic's bookkeeping, and behave like a validated one."""
+    from integrations.adapters.memory_adapters import _memory
+
+    def build() -> Record:
+        return _memory.memory_record("m1", "a memory", ("work",), {"n": 1}, "2026-01-02Z", NOW)
+
+    assert _memory._RECORD_LAYOUT_KNOWN
+    direct, again = build(), build()
+    assert direct.model_fields_set is not again.model_fields_set  # each record owns its set
+    monkeypatch.setattr(_memory, "_RECORD_LAYOUT_KNOWN", False)
+    constructed = build()
+    validated = Record.model_validate(direct.model_dump())
+    for record in (direct, constructed):
+        assert record == validated
+        assert record.model_fields_set == validated.model_fields_set
+        assert record.__pydantic_extra__ is None
+        assert record.__pydantic_private__ is None
+        assert record.model_dump_json() == validated.model_dump_json()
+        assert record.model_copy(update={"id": "m2"}).id == "m2"
+        with pytest.raises(ValueError, match="frozen"):
+            record.id = "changed"  # type: ignore[misc]  # the model is frozen: the point here
+    assert direct.data["tags"] == ["work"]

@@ -300,6 +300,35 @@ def test_a_text_search_returns_the_records_a_newest_first_fetch_returns(
     assert str(edited.data["created_at"]) < format_utc(edited.updated_at)
 
 
+def test_a_text_search_skips_hashes_removed_or_emptied_behind_the_store(
+    redis_url: str, prefix: str, raw: redis.Redis
+) -> None:
+    """The index keeps a memory whose hash an operator deleted, or whose fields were
+    removed: the search reply then lists it with fewer fields, or none. Such a match is
+    left out, and a hash missing only its optional fields still reads with their defaults."""
+    with store(redis_url, prefix) as session:
+        session.push(
+            PushPayload(
+                records=(
+                    memory("kept", "shared word", ["x"], n=1),
+                    memory("gone", "shared word"),
+                    memory("bare", "shared word", ["y"], n=3),
+                    memory("orderless", "shared word"),
+                )
+            )
+        )
+        base = f"{prefix}:{{{b'acme'.hex()}}}:m:"
+        raw.delete(base + "gone")
+        raw.hdel(base + "bare", "g", "x")
+        raw.hdel(base + "orderless", "c")
+        found = {record.id: record for record in session.fetch(FetchQuery(text="shared")).records}
+    assert sorted(found) == ["bare", "kept"]
+    assert found["bare"].data["tags"] == []
+    assert found["bare"].data["metadata"] == {}
+    assert found["kept"].data["tags"] == ["x"]
+    assert found["kept"].data["metadata"] == {"n": 1}
+
+
 def connected(url: str, prefix: str) -> tuple[RedisMemoryConnector, Connection]:
     connector = RedisMemoryConnector()
     connector.auth(AuthContext(tenant="acme"))

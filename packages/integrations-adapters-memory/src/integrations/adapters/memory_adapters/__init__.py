@@ -31,6 +31,7 @@ from ._memory import (
     canonical_json,
     check_push,
     memory_problem,
+    memory_record,
 )
 from ._query import FILTER_KEYS, MemoryFilter, MemoryQuery, json_equal, parse_query, text_words
 
@@ -56,6 +57,7 @@ __all__ = [
     "encode_sync_state",
     "json_equal",
     "memory_problem",
+    "memory_record",
     "parse_query",
     "sync_floor",
     "text_words",

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from integrations.base import JsonObject, ResyncRequired
+from integrations.base import JsonObject, Record, ResyncRequired
 
 from ._memory import StoredMemory, WriteBatch
 from ._query import MemoryQuery
@@ -61,9 +61,11 @@ def check_horizon(after: int, floor: int, horizon: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class MemoryPage:
-    """One page of a fetch and the cursor to the next (None on the last page)."""
+    """One page of a fetch, as the contract returns it, and the cursor to the next (None on
+    the last page). Backends build the records themselves: a text search can build them
+    straight from what its reply holds."""
 
-    memories: tuple[StoredMemory, ...]
+    records: tuple[Record, ...]
     next_cursor: str | None = None
 
 

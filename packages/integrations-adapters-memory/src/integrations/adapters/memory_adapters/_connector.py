@@ -167,10 +167,7 @@ class MemoryStoreConnector(BaseConnector[ConfigT], Generic[ConfigT]):
         parsed = parse_query(query, max_limit=config.max_page_size, scope=tenant)
         with self._io, backend.errors():
             page = backend.query(tenant, parsed)
-        return FetchResult(
-            records=tuple(memory.to_record() for memory in page.memories),
-            next_cursor=page.next_cursor,
-        )
+        return FetchResult(records=page.records, next_cursor=page.next_cursor)
 
     def push(self, payload: PushPayload) -> PushResult:
         """Upsert and delete the payload's memories in one transaction; reject bad records."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, cast
 
+from pydantic import BaseModel
+
 from integrations.base import JsonObject, PushPayload, Record, Rejection, format_utc
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "canonical_json",
     "check_push",
     "memory_problem",
+    "memory_record",
 ]
 
 MAX_TEXT_LENGTH: Final = 100_000
@@ -98,26 +101,78 @@ class StoredMemory:
     deleted: bool = False
 
     def to_record(self) -> Record:
-        """The memory as the contract returns it; a deleted memory becomes a tombstone.
-
-        Built without validation: a store returns only what `check_push` accepted, and
-        fetches return many records.
-        """
+        """The memory as the contract returns it; a deleted memory becomes a tombstone."""
         if self.deleted:
             return Record.model_construct(
                 id=self.id, data={}, deleted=True, updated_at=self.updated_at
             )
-        return Record.model_construct(
-            id=self.id,
-            data={
-                "text": self.text,
-                "tags": list(self.tags),
-                "metadata": self.metadata,
-                "created_at": format_utc(self.created_at),
-            },
-            deleted=False,
-            updated_at=self.updated_at,
+        return memory_record(
+            self.id,
+            self.text,
+            self.tags,
+            self.metadata,
+            format_utc(self.created_at),
+            self.updated_at,
         )
+
+
+def memory_record(
+    id: str,
+    text: str,
+    tags: Sequence[str],
+    metadata: JsonObject,
+    created_at: str,
+    updated_at: datetime,
+) -> Record:
+    """A live memory as the contract returns it, from its parts as a store read them.
+
+    Built without validation: a store returns only what `check_push` accepted, and fetches
+    return many records. `created_at` is already in `format_utc`'s spelling, so a store
+    that keeps that string hands it over as it is.
+    """
+    data: JsonObject = {
+        "text": text,
+        "tags": list(tags),
+        "metadata": metadata,
+        "created_at": created_at,
+    }
+    if not _RECORD_LAYOUT_KNOWN:
+        return Record.model_construct(id=id, data=data, deleted=False, updated_at=updated_at)
+    record = _new_record(Record)
+    _set_slot(
+        record, "__dict__", {"id": id, "data": data, "deleted": False, "updated_at": updated_at}
+    )
+    _set_slot(record, "__pydantic_fields_set__", set(_RECORD_FIELDS))
+    _set_slot(record, "__pydantic_extra__", None)
+    _set_slot(record, "__pydantic_private__", None)
+    return record
+
+
+_RECORD_FIELDS: Final = frozenset({"id", "data", "deleted", "updated_at"})
+_new_record: Final = Record.__new__
+_set_slot: Final = object.__setattr__
+
+
+def _record_layout_known() -> bool:
+    """Whether a `Record` is what `memory_record` assembles: pydantic's four slots (the
+    field values, the set fields, no extra, no private values) and nothing run after
+    construction. Then it sets them itself, at a third of `model_construct`'s cost (a
+    fetch builds a record per memory); a pydantic that lays models out otherwise gets
+    `model_construct`."""
+    fields = Record.__pydantic_fields__
+    return (
+        set(BaseModel.__slots__)
+        == {"__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"}
+        and set(fields) == _RECORD_FIELDS
+        and all(f.alias is None and f.validation_alias is None for f in fields.values())
+        and Record.model_config.get("extra") != "allow"
+        and not Record.__private_attributes__
+        and not Record.__pydantic_post_init__
+        and not Record.__pydantic_root_model__
+    )
+
+
+_RECORD_LAYOUT_KNOWN: Final = _record_layout_known()
 
 
 @dataclass(frozen=True, slots=True)

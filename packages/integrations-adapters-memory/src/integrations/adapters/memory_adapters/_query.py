@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -76,13 +77,26 @@ class MemoryFilter:
 
     def matches(self, memory: StoredMemory) -> bool:
         """Whether `memory` passes every filter (a deleted memory never does)."""
-        if memory.deleted or not set(self.tags) <= set(memory.tags):
+        return not memory.deleted and self.admits(
+            memory.tags, memory.metadata, memory.created_at, memory.updated_at
+        )
+
+    def admits(
+        self,
+        tags: Sequence[str],
+        metadata: JsonObject,
+        created_at: datetime,
+        updated_at: datetime,
+    ) -> bool:
+        """Whether a live memory with these parts passes every filter (what `matches` checks
+        of a memory, for a backend that reads the parts without building one)."""
+        if not set(self.tags) <= set(tags):
             return False
         for key, value in self.metadata:
-            if key not in memory.metadata or not json_equal(memory.metadata[key], value):
+            if key not in metadata or not json_equal(metadata[key], value):
                 return False
-        return _within(memory.created_at, self.created_after, self.created_before) and _within(
-            memory.updated_at, self.updated_after, self.updated_before
+        return _within(created_at, self.created_after, self.created_before) and _within(
+            updated_at, self.updated_after, self.updated_before
         )
 
 
@@ -121,7 +135,7 @@ def parse_query(query: FetchQuery, *, max_limit: int, scope: str = "") -> Memory
             raise InvalidRequest("the text query holds no words to search for")
         if len(words) > MAX_WORDS:
             raise InvalidRequest(f"a text query holds at most {MAX_WORDS} distinct words")
-    memory_filter = parse_filters(query.filters)
+    memory_filter = parse_filters(query.filters) if query.filters else _NO_FILTER
     try:
         question = canonical_json([scope, list(words), query.filters]).encode("utf-8")
     except (UnicodeEncodeError, ValueError):
@@ -134,6 +148,10 @@ def parse_query(query: FetchQuery, *, max_limit: int, scope: str = "") -> Memory
         cursor=query.cursor,
         fingerprint=digest[:16],
     )
+
+
+_NO_FILTER: Final = MemoryFilter()
+"""The filter of a fetch without filters (immutable, so every such fetch shares it)."""
 
 
 def parse_filters(filters: JsonObject) -> MemoryFilter:

@@ -544,15 +544,15 @@ class PostgresBackend:
             statement, values = self._recent_page(tenant, query, where, parameters)
         rows = self._read(tenant, statement, values)
         page = rows[: query.limit]
-        memories = tuple(_stored(row) for row in page)
+        records = tuple(_stored(row).to_record() for row in page)
         if len(rows) <= query.limit:
-            return MemoryPage(memories)
+            return MemoryPage(records)
         last = page[-1]
         if query.words:
             cursor = encode_cursor(_RANKED, query.fingerprint, rank=last[9], before=last[8])
         else:
             cursor = encode_cursor(_RECENT, query.fingerprint, before=last[8])
-        return MemoryPage(memories, cursor)
+        return MemoryPage(records, cursor)
 
     def changes(
         self, tenant: str, after: int, limit: int, floor: int = 0

@@ -57,7 +57,7 @@ from integrations.adapters.memory_adapters._cursor import (
     pack_numbers,
     unpack_numbers,
 )
-from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch
+from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch, memory_record
 from integrations.adapters.memory_adapters._query import MemoryFilter, MemoryQuery
 from integrations.base import (
     AuthError,
@@ -264,38 +264,16 @@ def _escaped(word: str) -> str:
 # -- the backend ----------------------------------------------------------------------------
 
 
-_Hit = tuple[float, int, "_SearchedMemory"]
-"""A match of a text search: its score negated (so that sorting ranks it), its creation
-order and the memory."""
-
-
-@dataclass(frozen=True, slots=True)
-class _SearchedMemory(StoredMemory):
-    """A memory a text search read, with its creation time as stored: its record carries
-    that string, already in `format_utc`'s spelling, instead of formatting the parsed time
-    again (a search returns many records)."""
-
-    created_text: str = ""
-
-    def to_record(self) -> Record:
-        """The record `StoredMemory.to_record` builds, from the stored creation time."""
-        return Record.model_construct(
-            id=self.id,
-            data={
-                "text": self.text,
-                "tags": list(self.tags),
-                "metadata": self.metadata,
-                "created_at": self.created_text,
-            },
-            deleted=False,
-            updated_at=self.updated_at,
-        )
-
-
-_FIELDS: Final = ("t", "g", "x", "a", "u", "s", "c")
-"""The hash fields a text search returns for each match (see `_scripts`)."""
+_FIELDS: Final = ("t", "g", "x", "a", "u", "c")
+"""The hash fields a text search returns for each match (see `_scripts`): text, tags,
+metadata, creation and update times, creation order."""
 _FIELD_NAMES: Final = list(_FIELDS)
 """`_FIELDS` as a reply lists them (a list compares equal to a list only)."""
+
+_Hit = tuple[float, int, str, Sequence[str]]
+"""A match of a text search: its score and its creation order, both negated (sorting then
+ranks best score first and, among equal scores, the newest memory first), its key and the
+values of its `_FIELDS`, left undecoded until the match makes the page."""
 
 
 class RedisBackend:
@@ -491,7 +469,7 @@ class RedisBackend:
         cursor = (
             None if before is None else encode_cursor(_RECENT, query.fingerprint, before=before)
         )
-        return MemoryPage(tuple(memory for memory, _ in found), cursor)
+        return MemoryPage(tuple(memory.to_record() for memory, _ in found), cursor)
 
     def _ranked(self, keys: TenantKeys, query: MemoryQuery, index: str) -> MemoryPage:
         """The best matches the pagination has not returned yet (see the module's docs).
@@ -509,7 +487,8 @@ class RedisBackend:
             )[1]
             returned = set(unpack_numbers(position.get("returned")))
         limit, most = query.limit, self._settings.max_search_results
-        filtered_here = bool(query.filter.metadata) or _times(query.filter)
+        unfiltered = query.filter == _NO_FILTER
+        filtered_here = not unfiltered and (bool(query.filter.metadata) or _times(query.filter))
         window = most if filtered_here else min(most, len(returned) + limit)
         expression = search_expression(keys.tag, query.filter.tags, query.words)
         with redis_errors("FT.SEARCH"):
@@ -517,19 +496,18 @@ class RedisBackend:
                 self._client, "FT.SEARCH", index, expression, "WITHSCORES",
                 "RETURN", len(_FIELDS), *_FIELDS, "LIMIT", 0, window,
             )  # fmt: skip
-        hits = [
-            hit
-            for hit in _hits(reply, len(keys.memory_prefix), returned)
-            if query.filter.matches(hit[2])
-        ]
+        hits = _hits(reply, returned)
+        if not unfiltered:  # tags too: the index holds hashes of them, which may collide
+            hits = [hit for hit in hits if _admitted(query.filter, hit[3])]
         hits.sort(key=_rank)
         page = hits[:limit]
         unread = not filtered_here and window < most and int(reply[0]) > window
         cursor = None
         if len(hits) > limit or unread:
-            returned.update(order for _, order, _ in page)
+            returned.update(-order for _, order, _, _ in page)
             cursor = encode_cursor(_RANKED, query.fingerprint, returned=pack_numbers(returned))
-        return MemoryPage(tuple(memory for _, _, memory in page), cursor)
+        start = len(keys.memory_prefix)
+        return MemoryPage(tuple(_record(key[start:], values) for _, _, key, values in page), cursor)
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -563,34 +541,45 @@ def _hydrated(rows: Sequence[str]) -> list[tuple[StoredMemory, int]]:
     return memories
 
 
-def _hits(reply: Sequence[Any], prefix_length: int, returned: set[int]) -> list[_Hit]:
-    """The live memories of an ``FT.SEARCH ... WITHSCORES RETURN <_FIELDS>`` reply, but for
-    those created at the orders in `returned` (left undecoded)."""
+def _hits(reply: Sequence[Any], returned: set[int]) -> list[_Hit]:
+    """The live matches of an ``FT.SEARCH ... WITHSCORES RETURN <_FIELDS>`` reply, but for
+    those created at the orders in `returned`."""
     hits: list[_Hit] = []
     for start in range(1, len(reply) - 2, 3):
         fields = reply[start + 2]
-        if fields and fields[0::2] == _FIELD_NAMES:  # every field, in the order asked for
-            text, tags, metadata, created, updated, seq, order = fields[1::2]
-        else:
-            text, tags, metadata, created, updated, seq, order = _by_name(fields)
-        if not order or not created:
+        in_order = fields and fields[0::2] == _FIELD_NAMES  # every field, as asked for
+        values = fields[1::2] if in_order else _by_name(fields)
+        if not values[5] or not values[3]:
             continue  # a tombstone's hash (the write script unindexes it in the same step)
-        number = int(order)
-        if number in returned:
-            continue
-        memory = _SearchedMemory(  # positional: the fields' order, as StoredMemory declares it
-            reply[start][prefix_length:],
-            text,
-            _tags(tags or "[]"),
-            json.loads(metadata or "{}"),
-            datetime.fromisoformat(created),
-            datetime.fromisoformat(updated),
-            int(seq),
-            False,
-            created if created.endswith("Z") else _utc_text(created),
-        )
-        hits.append((-float(reply[start + 1]), number, memory))
+        order = int(values[5])
+        if order not in returned:
+            hits.append((-float(reply[start + 1]), -order, reply[start], values))
     return hits
+
+
+def _admitted(memory_filter: MemoryFilter, values: Sequence[str]) -> bool:
+    """Whether the match whose `_FIELDS` are `values` passes `memory_filter`."""
+    _, tags, metadata, created, updated, _ = values
+    return memory_filter.admits(
+        _tags(tags or "[]"),
+        json.loads(metadata or "{}"),
+        datetime.fromisoformat(created),
+        datetime.fromisoformat(updated),
+    )
+
+
+def _record(memory_id: str, values: Sequence[str]) -> Record:
+    """The record of the match whose `_FIELDS` are `values`, its stored creation time kept
+    (already in `format_utc`'s spelling but for times written before it)."""
+    text, tags, metadata, created, updated, _ = values
+    return memory_record(
+        memory_id,
+        text,
+        _tags(tags or "[]"),
+        json.loads(metadata or "{}"),
+        created if created.endswith("Z") else _utc_text(created),
+        datetime.fromisoformat(updated),
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -608,7 +597,7 @@ def _by_name(fields: Sequence[str] | None) -> list[str]:
 
 def _rank(hit: _Hit) -> tuple[float, int]:
     """Best score first; among equal scores, the newest memory first."""
-    return hit[0], -hit[1]
+    return hit[0], hit[1]
 
 
 def _utc_text(stored: str) -> str:

@@ -347,7 +347,7 @@ class SqliteBackend:
         cursor = None
         if len(rows) > query.limit:
             cursor = encode_cursor(_RECENT, query.fingerprint, before=page[-1][-1])
-        return MemoryPage(tuple(_stored(row) for row in page), cursor)
+        return MemoryPage(tuple(_stored(row).to_record() for row in page), cursor)
 
     def _ranked(self, tenant: str, query: MemoryQuery) -> MemoryPage:
         """The best matches the pagination has not returned yet.
@@ -380,7 +380,7 @@ class SqliteBackend:
         if len(rows) > query.limit:
             returned.extend(row[-1] for row in page)
             cursor = encode_cursor(_RANKED, query.fingerprint, returned=pack_numbers(returned))
-        return MemoryPage(tuple(_stored(row) for row in page), cursor)
+        return MemoryPage(tuple(_stored(row).to_record() for row in page), cursor)
 
 
 # -- filters --------------------------------------------------------------------------------
