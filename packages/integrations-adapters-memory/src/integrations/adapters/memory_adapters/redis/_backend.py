@@ -550,7 +550,7 @@ def _hits(reply: Sequence[Any], returned: set[int]) -> list[_Hit]:
         in_order = fields and fields[0::2] == _FIELD_NAMES  # every field, as asked for
         values = fields[1::2] if in_order else _by_name(fields)
         if not values[5] or not values[3]:
-            continue  # a tombstone's hash (the write script unindexes it in the same step)
+            continue  # a hash deleted or emptied behind the store: the index outlives it
         order = int(values[5])
         if order not in returned:
             hits.append((-float(reply[start + 1]), -order, reply[start], values))
