@@ -31,6 +31,7 @@ from ._memory import StoredMemory, canonical_json
 
 __all__ = [
     "FILTER_KEYS",
+    "NO_FILTER",
     "JsonScalar",
     "MemoryFilter",
     "MemoryQuery",
@@ -135,7 +136,7 @@ def parse_query(query: FetchQuery, *, max_limit: int, scope: str = "") -> Memory
             raise InvalidRequest("the text query holds no words to search for")
         if len(words) > MAX_WORDS:
             raise InvalidRequest(f"a text query holds at most {MAX_WORDS} distinct words")
-    memory_filter = parse_filters(query.filters) if query.filters else _NO_FILTER
+    memory_filter = parse_filters(query.filters) if query.filters else NO_FILTER
     try:
         question = canonical_json([scope, list(words), query.filters]).encode("utf-8")
     except (UnicodeEncodeError, ValueError):
@@ -150,7 +151,7 @@ def parse_query(query: FetchQuery, *, max_limit: int, scope: str = "") -> Memory
     )
 
 
-_NO_FILTER: Final = MemoryFilter()
+NO_FILTER: Final = MemoryFilter()
 """The filter of a fetch without filters (immutable, so every such fetch shares it)."""
 
 

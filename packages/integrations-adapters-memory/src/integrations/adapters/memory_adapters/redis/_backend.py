@@ -58,7 +58,7 @@ from integrations.adapters.memory_adapters._cursor import (
     unpack_numbers,
 )
 from integrations.adapters.memory_adapters._memory import StoredMemory, WriteBatch, memory_record
-from integrations.adapters.memory_adapters._query import MemoryFilter, MemoryQuery
+from integrations.adapters.memory_adapters._query import NO_FILTER, MemoryFilter, MemoryQuery
 from integrations.base import (
     AuthError,
     ConfigError,
@@ -96,7 +96,6 @@ _SEARCH_MODULES: Final = frozenset({"ft", "search"})
 _SUPPORTED_SEARCH: Final = range(10000, 20000)
 """RediSearch versions whose ``FT.ADD`` the store indexes with: 1.x."""
 
-_NO_FILTER: Final = MemoryFilter()
 _SCAN_CHUNK: Final = 500
 """Memories one read of a filtered newest-first page fetches at a time."""
 
@@ -432,7 +431,7 @@ class RedisBackend:
                 query.cursor, fingerprint=query.fingerprint, kinds=_RECENT_KINDS
             )
             before = _int_position(position[1], "before")
-        if query.filter == _NO_FILTER:
+        if query.filter == NO_FILTER:
             chunk, budget = query.limit + 1, query.limit + 1
         else:
             chunk, budget = min(_SCAN_CHUNK, self._settings.max_scan), self._settings.max_scan
@@ -487,7 +486,7 @@ class RedisBackend:
             )[1]
             returned = set(unpack_numbers(position.get("returned")))
         limit, most = query.limit, self._settings.max_search_results
-        unfiltered = query.filter == _NO_FILTER
+        unfiltered = query.filter == NO_FILTER
         filtered_here = not unfiltered and (bool(query.filter.metadata) or _times(query.filter))
         window = most if filtered_here else min(most, len(returned) + limit)
         expression = search_expression(keys.tag, query.filter.tags, query.words)
